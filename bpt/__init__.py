@@ -1,0 +1,21 @@
+"""bpt: Boosted Information Trees, Boosted Parametric Trees and unbinned inference.
+
+Public API
+----------
+BoostedInformationTree
+    Learns the per-event SMEFT polynomial r(x|theta) from weighted simulation.
+BoostedParametricTree
+    Learns systematic variations log dsigma(x|nu)/dsigma(x|0) from base-point samples.
+coefficients_from_derivatives
+    Converts generator derivative weights into the BIT's ``y`` layout.
+make_terms
+    The polynomial terms (linear, then quadratic) used by both estimators.
+"""
+
+from ._bit import BoostedInformationTree
+from ._terms import coefficients_from_derivatives, make_terms
+
+__version__ = "0.1.0"
+
+__all__ = ["BoostedInformationTree", "coefficients_from_derivatives", "make_terms",
+           "__version__"]

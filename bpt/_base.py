@@ -1,0 +1,209 @@
+"""What BIT and BPT share: hyper-parameter checks, threads, binning, the boosting loop."""
+
+from __future__ import annotations
+
+import numbers
+import sys
+import time
+from contextlib import contextmanager
+
+import numba
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from ._binning import BinMapper
+from ._grower import TrainingData, TreeGrower
+from ._predictor import TreeEnsemble
+from ._validation import check_features, check_random_state
+
+__all__ = ["BaseBoostedTrees", "numba_threads"]
+
+
+def _resolve_n_jobs(n_jobs):
+    max_threads = numba.config.NUMBA_NUM_THREADS
+    if n_jobs is None:
+        return None
+    if not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a non-zero integer or None, got {n_jobs!r}")
+    n = n_jobs if n_jobs > 0 else max_threads + 1 + n_jobs
+    return int(min(max(n, 1), max_threads))
+
+
+@contextmanager
+def numba_threads(n_jobs):
+    """Run the enclosed numba kernels on ``n_jobs`` threads, then restore the setting."""
+    n = _resolve_n_jobs(n_jobs)
+    if n is None:
+        yield
+        return
+    old = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def _check_int(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+class BaseBoostedTrees(BaseEstimator):
+    """Shared machinery; subclasses set ``_name`` and implement the loss-specific parts."""
+
+    _name = "trees"
+
+    # ---------------------------------------------------------------- checks
+    def _check_params(self):
+        _check_int(self.n_estimators, "n_estimators", 1)
+        _check_int(self.max_depth, "max_depth", 0)
+        _check_int(self.min_samples_leaf, "min_samples_leaf", 1)
+        _check_int(self.max_bins, "max_bins", 2)
+        if self.max_bins > 255:
+            raise ValueError(f"max_bins must be <= 255 (uint8 bin codes), got {self.max_bins}")
+        if not (isinstance(self.learning_rate, numbers.Real) and 0 < self.learning_rate <= 1):
+            raise ValueError(f"learning_rate must be in (0, 1], got {self.learning_rate!r}")
+        if self.split not in ("hist", "exact"):
+            raise ValueError(f"split must be 'hist' or 'exact', got {self.split!r}")
+        if not (isinstance(self.verbose, numbers.Integral) and self.verbose >= 0):
+            raise ValueError(f"verbose must be an integer >= 0, got {self.verbose!r}")
+        vf = self.validation_fraction
+        if vf is not None and not (isinstance(vf, numbers.Real) and 0 < vf < 1):
+            raise ValueError(f"validation_fraction must be in (0, 1) or None, got {vf!r}")
+        if self.n_iter_no_change is not None:
+            _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        _resolve_n_jobs(self.n_jobs)
+
+    def _check_X_fit(self, X):
+        names = None
+        if hasattr(X, "columns"):
+            names = np.asarray([str(c) for c in X.columns], dtype=object)
+        Xa = check_features(X, "X", feature_names=names)
+        self.n_features_in_ = Xa.shape[1]
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return Xa
+
+    def _check_X_predict(self, X):
+        check_is_fitted(self, "ensemble_")
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None and hasattr(X, "columns"):
+            got = [str(c) for c in X.columns]
+            if got != list(names):
+                raise ValueError(f"X has feature names {got}, but the model was fitted with "
+                                 f"{list(names)}")
+        return check_features(X, "X", n_features=self.n_features_in_, feature_names=names)
+
+    # ---------------------------------------------------------------- engine
+    def _training_data(self, X, Y, cls):
+        if self.split == "hist":
+            mapper = BinMapper(self.max_bins, random_state=self._rng_seed)
+            Xb = mapper.fit_transform(X)
+            return TrainingData(X, Xb, mapper.edges_, mapper.n_bins_, Y, cls)
+        return TrainingData(X, None, None, None, Y, cls)
+
+    def _learning_rate(self, b):
+        return float(self.learning_rate)
+
+    def _boost(self, data, loss, validation=None):
+        """The boosting loop.  ``validation`` = callable(ensemble_prediction) -> loss."""
+        n = data.Y.shape[0]
+        grower = TreeGrower(data, loss, self.max_depth, self.min_samples_leaf,
+                            getattr(self, "min_weight_leaf", 0.0), self.split)
+        ens = TreeEnsemble(loss.n_terms)
+        loss.start(data)
+        train_loss, val_loss = [], []
+        val_pred = None
+        t_start = time.perf_counter()
+        for b in range(self.n_estimators):
+            eta = self._learning_rate(b)
+            rows = np.arange(n, dtype=np.int64)
+            tree = grower.grow(rows)
+            for start, stop, upd, _ in tree.leaf_ranges:
+                loss.update(data, rows, start, stop, upd, eta)
+            train_loss.append(loss.end_tree(data, tree, eta))
+            ens.add(tree, eta)
+            if validation is not None:
+                X_val, val_fn = validation
+                val_pred = ens.predict(X_val, b, b + 1, out=val_pred)
+                val_loss.append(val_fn(val_pred))
+            if self.verbose:
+                self._report(b, tree, train_loss, val_loss, time.perf_counter() - t_start)
+            if self._should_stop(val_loss if validation is not None else train_loss):
+                if self.verbose:
+                    print(f"[{self._name}] early stopping after {b + 1} trees", file=sys.stdout)
+                break
+        self.ensemble_ = TreeEnsemble.from_arrays(ens.arrays)   # compact, read-only
+        self.train_loss_ = np.array(train_loss)
+        if validation is not None:
+            self.validation_loss_ = np.array(val_loss)
+        elif hasattr(self, "validation_loss_"):
+            del self.validation_loss_
+        self.n_iter_ = ens.n_trees
+        self.fit_time_ = time.perf_counter() - t_start
+
+    def _should_stop(self, losses):
+        k = self.n_iter_no_change
+        if k is None or len(losses) <= k:
+            return False
+        reference = losses[-k - 1]
+        tol = 1e-7 * max(abs(reference), 1e-12)
+        return not any(val < reference - tol for val in losses[-k:])
+
+    def _report(self, b, tree, train_loss, val_loss, elapsed):
+        n_leaves = int(np.sum(tree.left < 0))
+        msg = (f"[{self._name}] tree {b + 1:4d}/{self.n_estimators}  leaves {n_leaves:3d}  "
+               f"train loss {train_loss[-1]: .6g}")
+        if val_loss:
+            msg += f"  val loss {val_loss[-1]: .6g}"
+        print(msg + f"  {elapsed:7.2f} s", file=sys.stdout, flush=True)
+
+    def _split_validation(self, n, stratify=None):
+        """Indices (train, validation); validation empty if validation_fraction is None."""
+        if self.validation_fraction is None:
+            return np.arange(n), None
+        from sklearn.model_selection import train_test_split
+        tr, va = train_test_split(np.arange(n), test_size=self.validation_fraction,
+                                  random_state=self._rng_seed, stratify=stratify)
+        return np.sort(tr), np.sort(va)
+
+    def _start_fit(self):
+        self._check_params()
+        rng = check_random_state(self.random_state)
+        self._rng_seed = int(rng.randint(np.iinfo(np.int32).max))
+
+    # ---------------------------------------------------------------- fitted model
+    def _raw_predict(self, X, stop=None):
+        with numba_threads(self.n_jobs):
+            return self.ensemble_.predict(X, stop=stop)
+
+    def _staged(self, X):
+        out = np.zeros((X.shape[0], self.ensemble_.n_out))
+        for t in range(self.ensemble_.n_trees):
+            with numba_threads(self.n_jobs):
+                self.ensemble_.predict(X, t, t + 1, out=out)
+            yield out.copy()
+
+    @property
+    def feature_importances_(self):
+        """Share of the total split gain per feature (sums to 1 unless no split was made)."""
+        check_is_fitted(self, "ensemble_")
+        a = self.ensemble_.arrays
+        imp = np.zeros(self.n_features_in_)
+        internal = a["feature"] >= 0
+        np.add.at(imp, a["feature"][internal], a["gain"][internal])
+        total = imp.sum()
+        return imp / total if total > 0 else imp
+
+    def apply(self, X):
+        """Leaf index of every row in every tree, (N, n_trees) int64 (global node ids)."""
+        X = self._check_X_predict(X)
+        with numba_threads(self.n_jobs):
+            return self.ensemble_.apply(X)
+
+    def _more_tags(self):
+        return {"requires_y": True}

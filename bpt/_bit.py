@@ -1,0 +1,200 @@
+"""BoostedInformationTree: learn the SMEFT polynomial r(x|theta) (MATH.md section 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import RegressorMixin
+
+from ._base import BaseBoostedTrees, numba_threads
+from ._loss import BITLoss, bit_model_loss
+from ._terms import check_terms, default_base_points, make_terms, monomials, term_name
+from ._validation import check_finite, check_point, check_sample_weight
+
+__all__ = ["BoostedInformationTree"]
+
+
+class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
+    """Boosted Information Tree: learns R_A(x) in r(x|theta) = 1 + sum_A R_A(x) m_A(theta).
+
+    Parameters
+    ----------
+    n_parameters : int, default=1
+        Number of parameters P (e.g. Wilson coefficients).
+    order : {1, 2}, default=2
+        Polynomial order; ignored when ``terms`` is given.
+    terms : list of tuples, optional
+        Explicit terms, e.g. ``[(0,), (0, 0)]``.  Default: all linear terms
+        ``(a,)``, then all quadratic ``(a, b)``, ``a <= b``, in lexicographic order.
+    base_points : array (M, P), optional
+        Points theta at which the loss compares predicted and true weights.
+        Default: ``e_a``, ``2 e_a`` and ``e_a + e_b`` for cross terms.  They must
+        determine every term (M = sum_theta m(theta) m(theta)^T positive definite).
+    n_estimators : int, default=100
+    learning_rate : float in (0, 1], default=0.2
+    max_depth : int, default=4
+        Depth of each tree in scikit-learn's sense (1 = one split, two leaves).
+    min_samples_leaf : int, default=50
+        Minimum number of events in each child of a split.
+    min_weight_leaf : float, default=0.0
+        Minimum sum of SM weights in each child; children with a non-positive
+        SM weight sum are never allowed.
+    split : {"hist", "exact"}, default="hist"
+        Histogram splits on binned features, or exact sort-based splits (small data).
+    max_bins : int <= 255, default=255
+    n_jobs : int, optional
+        Numba threads during fit/predict (restored afterwards); -1 = all.
+    random_state : int, RandomState or None
+        Seeds the binning subsample and the validation split.
+    verbose : int, default=0
+        1 prints one line per tree (loss, time).
+    validation_fraction : float in (0, 1), optional
+        Hold out this share of events to record ``validation_loss_``.
+    n_iter_no_change : int, optional
+        Stop when the validation (else training) loss has not improved for this
+        many trees.
+
+    Attributes
+    ----------
+    terms_ : list of tuples
+    n_features_in_, feature_names_in_ : as in scikit-learn
+    train_loss_ : (n_iter_,) training loss after each tree (the loss of MATH.md
+        section 1 minus its model-independent part, per unit SM weight: 0 for the
+        empty model, decreasing)
+    validation_loss_ : same on the validation set (if ``validation_fraction``)
+    feature_importances_ : share of the total split gain per feature
+    base_points_ : (M, P) base points used by the loss
+    n_iter_ : number of trees
+
+    Notes
+    -----
+    ``y`` has shape (N, 1 + n_terms): column 0 is the SM weight c0, then the
+    coefficients c_A in ``terms_`` order, such that the event weight is
+    ``w(theta) = c0 + sum_A c_A m_A(theta)``.  Use
+    :func:`bpt.coefficients_from_derivatives` to convert generator derivatives.
+    Predictions are float64.
+    """
+
+    _name = "BIT"
+
+    def __init__(self, n_parameters=1, order=2, terms=None, base_points=None, n_estimators=100,
+                 learning_rate=0.2, max_depth=4, min_samples_leaf=50, min_weight_leaf=0.0,
+                 split="hist", max_bins=255, n_jobs=None, random_state=None, verbose=0,
+                 validation_fraction=None, n_iter_no_change=None):
+        self.n_parameters = n_parameters
+        self.order = order
+        self.terms = terms
+        self.base_points = base_points
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.min_weight_leaf = min_weight_leaf
+        self.split = split
+        self.max_bins = max_bins
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+
+    # ------------------------------------------------------------------ setup
+    def _resolve_terms(self):
+        if not (isinstance(self.n_parameters, (int, np.integer)) and self.n_parameters >= 1):
+            raise ValueError(f"n_parameters must be an integer >= 1, got {self.n_parameters!r}")
+        if self.terms is not None:
+            return check_terms(self.terms, self.n_parameters)
+        return make_terms(self.n_parameters, self.order)
+
+    def _metric(self, terms):
+        P = self.n_parameters
+        if self.base_points is None:
+            bp = default_base_points(P, terms)
+        else:
+            bp = check_finite(self.base_points, "base_points", ndim=2)
+            if bp.shape[1] != P:
+                raise ValueError(f"base_points must have shape (M, {P}), got {bp.shape}")
+        V = monomials(bp, terms)
+        M = V.T @ V
+        try:
+            L = np.linalg.cholesky(M)
+        except np.linalg.LinAlgError:
+            L = None
+        if L is None or np.linalg.cond(M) > 1e12:
+            bad = _first_dependent_column(V)
+            raise ValueError("base_points do not determine the term "
+                             f"{term_name(terms[bad])}: the loss metric sum_theta m(theta) "
+                             "m(theta)^T is singular; add base points that vary it")
+        return bp, M, L.T   # M = U^T U with U = L^T
+
+    def _check_y(self, y, n, n_terms, sample_weight):
+        y = check_finite(y, "y", ndim=(1, 2), length=n)
+        if y.ndim == 1:
+            y = y[:, None]
+        if y.shape[1] != 1 + n_terms:
+            raise ValueError(f"y must have 1 + n_terms = {1 + n_terms} columns (SM weight, then "
+                             f"one coefficient per term of {self.terms_}), got {y.shape[1]}")
+        sw = check_sample_weight(sample_weight, n)
+        if sw is not None:
+            y = y * sw[:, None]
+        return y
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y, sample_weight=None):
+        """Fit on features X (N, F) and coefficients y (N, 1 + n_terms)."""
+        self._start_fit()
+        terms = self._resolve_terms()
+        self.terms_ = terms
+        X = self._check_X_fit(X)
+        y = self._check_y(y, X.shape[0], len(terms), sample_weight)
+        self.base_points_, self.metric_, U = self._metric(terms)
+        total = y[:, 0].sum()
+        if not total > 0:
+            raise ValueError(f"the sum of SM weights (y[:, 0]) must be positive, got {total:.6g}")
+
+        tr, va = self._split_validation(X.shape[0])
+        Y = np.empty((tr.shape[0], 1 + len(terms)))
+        Y[:, 0] = y[tr, 0]
+        Y[:, 1:] = y[tr, 1:] @ U.T        # c' = U c
+        X_tr = X if va is None else np.ascontiguousarray(X[tr])
+        loss = BITLoss(U)
+        validation = None
+        if va is not None:
+            X_va, y_va = np.ascontiguousarray(X[va]), y[va]
+            validation = (X_va, lambda F: loss.model_loss(y_va, F))
+        with numba_threads(self.n_jobs):
+            data = self._training_data(X_tr, Y, np.zeros(Y.shape[0], dtype=np.int64))
+            self._boost(data, loss, validation)
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, X):
+        """Learned coefficients R_A(x): float64 array (N, n_terms) in ``terms_`` order."""
+        X = self._check_X_predict(X)
+        return self._raw_predict(X)
+
+    def staged_predict(self, X):
+        """Yield ``predict(X)`` after each tree."""
+        X = self._check_X_predict(X)
+        yield from self._staged(X)
+
+    def predict_ratio(self, X, theta):
+        """r(x|theta) = 1 + sum_A R_A(x) m_A(theta): theta (P,) -> (N,), (M, P) -> (N, M)."""
+        R = self.predict(X)
+        theta = check_point(theta, self.n_parameters, "theta")
+        return 1.0 + R @ monomials(theta, self.terms_).T
+
+    def score(self, X, y, sample_weight=None):
+        """Minus the loss of ``train_loss_`` on (X, y): higher is better."""
+        R = self.predict(X)
+        y = self._check_y(y, R.shape[0], len(self.terms_), sample_weight)
+        if not y[:, 0].sum() > 0:
+            raise ValueError("the sum of SM weights (y[:, 0]) must be positive")
+        return -bit_model_loss(y, R, self.metric_)
+
+
+def _first_dependent_column(V):
+    """Index of the first column of V that is a combination of the previous ones."""
+    for j in range(V.shape[1]):
+        if np.linalg.matrix_rank(V[:, :j + 1]) < j + 1:
+            return j
+    return V.shape[1] - 1

@@ -1,0 +1,209 @@
+"""Losses: the only part of the engine that differs between BIT and BPT.
+
+Every loss sees a node through two vectors accumulated by the histogram
+kernels: ``sums`` (K float64 weighted sums) and ``counts`` (C event counts).
+
+* BIT (``KIND_BIT``): one row of ``Y`` per event, ``Y[i] = (c0, U c_1..)``
+  (Cholesky-transformed coefficients), C = 1.  Node score ``|S'|^2 / S0``
+  (MATH.md section 1), larger is better.
+* BPT (``KIND_BPT``): event i of class k (0 = nominal) adds its weight to
+  ``sums[k]`` and 1 to ``counts[k]``.  Node score = minus the summed cross
+  entropy of MATH.md section 2 with ``g = P log(lambda_k / lambda_0)``.
+
+``node_score`` returns ``-inf`` for a node that may not exist (too few events,
+non-positive weight sums).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+KIND_BIT = 0
+KIND_BPT = 1
+
+_NEG_INF = -np.inf
+
+
+@njit(cache=True, inline="always")
+def _softplus(x):
+    if x > 0.0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+@njit(cache=True)
+def node_score(kind, sums, counts, P, min_samples, min_weight):
+    """Score of a node (higher is better); -inf if the node is not allowed."""
+    if kind == KIND_BIT:
+        if counts[0] < min_samples:
+            return _NEG_INF
+        s0 = sums[0]
+        if not (s0 > 0.0) or s0 < min_weight:
+            return _NEG_INF
+        acc = 0.0
+        for a in range(1, sums.shape[0]):
+            acc += sums[a] * sums[a]
+        return acc / s0
+    # BPT
+    n_cls = sums.shape[0]
+    for c in range(n_cls):
+        if counts[c] < min_samples or not (sums[c] > 0.0):
+            return _NEG_INF
+    if sums[0] < min_weight:
+        return _NEG_INF
+    lam0 = sums[0]
+    n = n_cls - 1
+    loss = 0.0
+    for k in range(n):
+        g = 0.0
+        for m in range(n):
+            g += P[k, m] * math.log(sums[m + 1] / lam0)
+        loss += lam0 * _softplus(g) + sums[k + 1] * _softplus(-g)
+    return -loss
+
+
+@njit(cache=True)
+def update_bit(Y, rows, start, stop, delta, eta):
+    """c'_iA -= eta * c_i0 * delta_A for the rows of one leaf (transformed space)."""
+    n_terms = delta.shape[0]
+    for ii in range(start, stop):
+        i = rows[ii]
+        c0 = Y[i, 0]
+        for a in range(n_terms):
+            Y[i, a + 1] -= eta * c0 * delta[a]
+
+
+class BITLoss:
+    """Quadratic (Fisher-information) loss of the Boosted Information Tree."""
+
+    kind = KIND_BIT
+    onehot = False
+
+    def __init__(self, U):
+        self.U = np.asarray(U, dtype=np.float64)          # M = U^T U
+        self.U_inv = np.linalg.inv(self.U)
+        self.n_terms = self.U.shape[0]
+        self.n_sums = self.n_terms + 1
+        self.n_counts = 1
+        self.P = np.zeros((1, 1))
+
+    def leaf(self, sums):
+        """(value stored in the tree, vector used for the boosting update)."""
+        delta_t = sums[1:] / sums[0]                        # transformed space
+        return self.U_inv @ delta_t, delta_t
+
+    # boosting state: the working targets data.Y are the residuals c' - c0 F'
+    def start(self, data):
+        self.weight_ = float(data.Y[:, 0].sum())
+        self.loss_ = 0.0
+
+    def update(self, data, rows, start, stop, upd, eta):
+        update_bit(data.Y, rows, start, stop, upd, eta)
+
+    def end_tree(self, data, tree, eta):
+        """Training loss after the tree: L drops by eta (2 - eta) sum_leaves |S'|^2 / S0."""
+        gain = sum(s[0] * float(u @ u) for _, _, u, s in tree.leaf_ranges)
+        self.loss_ -= eta * (2.0 - eta) * gain / self.weight_
+        return self.loss_
+
+    def model_loss(self, C, F):
+        return bit_model_loss(C, F, self.U.T @ self.U)
+
+
+class BPTLoss:
+    """Cross-entropy loss of the Boosted Parametric Tree with closed-form leaves."""
+
+    kind = KIND_BPT
+    onehot = True
+
+    def __init__(self, V):
+        V = np.asarray(V, dtype=np.float64)                 # (n_base_points, n_terms)
+        self.V = V
+        self.H = np.linalg.solve(V.T @ V, V.T)              # (V^T V)^-1 V^T
+        self.P = V @ self.H                                 # projector onto col(V)
+        self.n_terms = V.shape[1]
+        self.n_sums = V.shape[0] + 1
+        self.n_counts = V.shape[0] + 1
+
+    def leaf(self, sums):
+        ell = np.log(sums[1:] / sums[0])
+        delta = self.H @ ell
+        return delta, self.V @ delta
+
+    # boosting state: G[i, k] = current g_k(x_i); data.Y[:, 0] = w_i exp(-G[i, k_i])
+    def start(self, data):
+        self.w0_ = data.Y[:, 0].copy()
+        self.G_ = np.zeros((data.Y.shape[0], self.V.shape[0]))
+        self.weight_ = self._total_weight(self.w0_, data.cls)
+
+    def _total_weight(self, w, cls):
+        n = self.V.shape[0]
+        return float(n * w[cls == 0].sum() + w[cls > 0].sum())
+
+    def update(self, data, rows, start, stop, upd, eta):
+        add_leaf_log_ratio(self.G_, rows, start, stop, upd, eta)
+
+    def end_tree(self, data, tree, eta):
+        """Reweight the base-point events and return the cross entropy per unit weight."""
+        w_cur = data.Y[:, 0]
+        loss = bpt_model_loss(self.w0_, data.cls, self.G_, w_cur)
+        return loss / self.weight_
+
+    def model_loss(self, w, cls, delta):
+        G = np.ascontiguousarray(delta @ self.V.T)
+        loss = bpt_model_loss(w, cls, G, np.empty(0))
+        return loss / self._total_weight(w, cls)
+
+
+# --- model losses (training curves, validation, score) -------------------------------
+
+@njit(cache=True)
+def add_leaf_log_ratio(G, rows, start, stop, ghat, eta):
+    """G[i, k] += eta * ghat[k] for the rows of one leaf (BPT boosting state)."""
+    n = ghat.shape[0]
+    for ii in range(start, stop):
+        i = rows[ii]
+        for k in range(n):
+            G[i, k] += eta * ghat[k]
+
+
+@njit(cache=True)
+def bpt_model_loss(w, cls, G, w_current):
+    """Cross entropy of the model G (N, n) on weighted events; refreshes w_current.
+
+    Returns sum_i w_i * [sum_k softplus(G_ik) if nominal else softplus(-G_i,k_i)];
+    w_current[i] = w_i exp(-G_i,k_i) for non-nominal events (the boosting weights).
+    """
+    loss = 0.0
+    n = G.shape[1]
+    for i in range(w.shape[0]):
+        k = cls[i]
+        if k == 0:
+            s = 0.0
+            for m in range(n):
+                s += _softplus(G[i, m])
+            loss += w[i] * s
+            if w_current.shape[0] > 0:
+                w_current[i] = w[i]
+        else:
+            g = G[i, k - 1]
+            loss += w[i] * _softplus(-g)
+            if w_current.shape[0] > 0:
+                w_current[i] = w[i] * math.exp(-g)
+    return loss
+
+
+def bit_model_loss(C, F, M):
+    """Quadratic loss of MATH.md section 1 minus its model-independent part, per SM weight.
+
+    ``C``: (N, 1 + T) coefficients (c0 first), ``F``: (N, T) predicted R_A,
+    ``M``: (T, T).  Returns sum_i [c0 F^T M F - 2 c^T M F] / sum_i c0, which is
+    zero for F = 0 and decreases as the model improves.
+    """
+    FM = F @ M
+    c0 = C[:, 0]
+    num = np.einsum("i,ij,ij->", c0, FM, F) - 2.0 * np.einsum("ij,ij->", C[:, 1:], FM)
+    return float(num / c0.sum())

@@ -1,0 +1,131 @@
+"""The fitted ensemble as flat arrays, and one compiled predictor for all trees.
+
+Node ``j`` of the ensemble: ``feature[j]`` (-1 for a leaf), ``threshold[j]``
+(go left if x <= threshold), ``left[j]``/``right[j]`` (global node ids),
+``value[j]`` (the node's prediction, already multiplied by the tree's learning
+rate).  Tree ``t`` starts at node ``tree_start[t]``.  Predictions are float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def _predict(X, feature, threshold, left, right, value, tree_start, t0, t1, out):
+    n = X.shape[0]
+    n_out = value.shape[1]
+    for i in prange(n):
+        for t in range(t0, t1):
+            j = tree_start[t]
+            while feature[j] >= 0:
+                if X[i, feature[j]] <= threshold[j]:
+                    j = left[j]
+                else:
+                    j = right[j]
+            for a in range(n_out):
+                out[i, a] += value[j, a]
+
+
+@njit(parallel=True, cache=True)
+def _apply(X, feature, threshold, left, right, tree_start, out):
+    n = X.shape[0]
+    for i in prange(n):
+        for t in range(tree_start.shape[0]):
+            j = tree_start[t]
+            while feature[j] >= 0:
+                if X[i, feature[j]] <= threshold[j]:
+                    j = left[j]
+                else:
+                    j = right[j]
+            out[i, t] = j
+
+
+class TreeEnsemble:
+    """Flat arrays of all trees; append trees while boosting, predict at once."""
+
+    NODE_FIELDS = ("feature", "threshold", "left", "right", "value", "gain", "n_samples")
+    FIELDS = NODE_FIELDS + ("tree_start", "learning_rates")
+
+    def __init__(self, n_out):
+        self.n_out = n_out
+        self._parts = []          # (GrownTree, learning_rate) while boosting
+        self._flat = None         # cache of the flat arrays
+
+    @classmethod
+    def from_arrays(cls, arrays):
+        ens = cls(arrays["value"].shape[1])
+        ens._flat = {k: np.ascontiguousarray(arrays[k]) for k in cls.FIELDS}
+        ens._parts = None         # a loaded ensemble is read-only
+        return ens
+
+    def add(self, tree, learning_rate):
+        self._parts.append((tree, float(learning_rate)))
+        self._flat = None
+
+    def truncate(self, n_trees):
+        """Keep the first ``n_trees`` trees (early stopping)."""
+        if self._parts is not None:
+            del self._parts[n_trees:]
+            self._flat = None
+        else:
+            a = self.arrays
+            end = a["tree_start"][n_trees] if n_trees < self.n_trees else a["feature"].shape[0]
+            self._flat = {k: a[k][:end] for k in self.NODE_FIELDS}
+            self._flat.update(tree_start=a["tree_start"][:n_trees],
+                              learning_rates=a["learning_rates"][:n_trees])
+
+    @property
+    def n_trees(self):
+        return len(self._parts) if self._parts is not None else len(self._flat["tree_start"])
+
+    @property
+    def arrays(self):
+        """Dict of flat arrays (the form that is saved and predicted from)."""
+        if self._flat is None:
+            self._flat = self._flatten(self._parts)
+        return self._flat
+
+    def _flatten(self, parts):
+        fields = {k: [] for k in self.NODE_FIELDS}
+        start = []
+        offset = 0
+        for tree, rate in parts:
+            start.append(offset)
+            internal = tree.left >= 0
+            fields["feature"].append(tree.feature)
+            fields["threshold"].append(tree.threshold)
+            fields["left"].append(np.where(internal, tree.left + offset, -1))
+            fields["right"].append(np.where(internal, tree.right + offset, -1))
+            fields["value"].append(tree.value * rate)
+            fields["gain"].append(tree.gain)
+            fields["n_samples"].append(tree.n_samples)
+            offset += tree.feature.shape[0]
+        dtypes = dict(feature=np.int64, threshold=np.float64, left=np.int64, right=np.int64,
+                      value=np.float64, gain=np.float64, n_samples=np.int64)
+        out = {}
+        for k, xs in fields.items():
+            empty = np.zeros((0, self.n_out) if k == "value" else 0)
+            out[k] = np.ascontiguousarray(np.concatenate(xs) if xs else empty, dtype=dtypes[k])
+        out["tree_start"] = np.array(start, dtype=np.int64)
+        out["learning_rates"] = np.array([r for _, r in parts], dtype=np.float64)
+        return out
+
+    def predict(self, X, start=0, stop=None, out=None):
+        """Sum of the (scaled) leaf values of trees start..stop-1, added to ``out``."""
+        a = self.arrays
+        stop = self.n_trees if stop is None else stop
+        if out is None:
+            out = np.zeros((X.shape[0], self.n_out))
+        if stop > start:
+            _predict(X, a["feature"], a["threshold"], a["left"], a["right"], a["value"],
+                     a["tree_start"], start, stop, out)
+        return out
+
+    def apply(self, X):
+        """Leaf node id (global) of every row in every tree: (N, n_trees) int64."""
+        a = self.arrays
+        out = np.empty((X.shape[0], self.n_trees), dtype=np.int64)
+        _apply(X, a["feature"], a["threshold"], a["left"], a["right"], a["tree_start"], out)
+        return out
