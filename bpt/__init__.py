@@ -13,9 +13,10 @@ make_terms
 """
 
 from ._bit import BoostedInformationTree
+from ._bpt import BoostedParametricTree
 from ._terms import coefficients_from_derivatives, make_terms
 
 __version__ = "0.1.0"
 
-__all__ = ["BoostedInformationTree", "coefficients_from_derivatives", "make_terms",
+__all__ = ["BoostedInformationTree", "BoostedParametricTree", "coefficients_from_derivatives", "make_terms",
            "__version__"]

@@ -171,6 +171,16 @@ class BaseBoostedTrees(BaseEstimator):
                                   random_state=self._rng_seed, stratify=stratify)
         return np.sort(tr), np.sort(va)
 
+    @contextmanager
+    def _fitting(self):
+        """Run a fit; on any error remove every fitted attribute (nothing half-fitted)."""
+        try:
+            yield
+        except BaseException:
+            for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+                delattr(self, key)
+            raise
+
     def _start_fit(self):
         self._check_params()
         rng = check_random_state(self.random_state)
@@ -204,6 +214,11 @@ class BaseBoostedTrees(BaseEstimator):
         X = self._check_X_predict(X)
         with numba_threads(self.n_jobs):
             return self.ensemble_.apply(X)
+
+    def save(self, path):
+        """Save to one file (plain arrays + JSON, no pickle); read back with :func:`bpt.load`."""
+        from ._io import save_estimator
+        save_estimator(self, path)
 
     def _more_tags(self):
         return {"requires_y": True}

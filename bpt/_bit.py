@@ -141,29 +141,30 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     # ------------------------------------------------------------------ fit
     def fit(self, X, y, sample_weight=None):
         """Fit on features X (N, F) and coefficients y (N, 1 + n_terms)."""
-        self._start_fit()
-        terms = self._resolve_terms()
-        self.terms_ = terms
-        X = self._check_X_fit(X)
-        y = self._check_y(y, X.shape[0], len(terms), sample_weight)
-        self.base_points_, self.metric_, U = self._metric(terms)
-        total = y[:, 0].sum()
-        if not total > 0:
-            raise ValueError(f"the sum of SM weights (y[:, 0]) must be positive, got {total:.6g}")
+        with self._fitting():
+            self._start_fit()
+            terms = self._resolve_terms()
+            self.terms_ = terms
+            X = self._check_X_fit(X)
+            y = self._check_y(y, X.shape[0], len(terms), sample_weight)
+            self.base_points_, self.metric_, U = self._metric(terms)
+            total = y[:, 0].sum()
+            if not total > 0:
+                raise ValueError(f"the sum of SM weights (y[:, 0]) must be positive, got {total:.6g}")
 
-        tr, va = self._split_validation(X.shape[0])
-        Y = np.empty((tr.shape[0], 1 + len(terms)))
-        Y[:, 0] = y[tr, 0]
-        Y[:, 1:] = y[tr, 1:] @ U.T        # c' = U c
-        X_tr = X if va is None else np.ascontiguousarray(X[tr])
-        loss = BITLoss(U)
-        validation = None
-        if va is not None:
-            X_va, y_va = np.ascontiguousarray(X[va]), y[va]
-            validation = (X_va, lambda F: loss.model_loss(y_va, F))
-        with numba_threads(self.n_jobs):
-            data = self._training_data(X_tr, Y, np.zeros(Y.shape[0], dtype=np.int64))
-            self._boost(data, loss, validation)
+            tr, va = self._split_validation(X.shape[0])
+            Y = np.empty((tr.shape[0], 1 + len(terms)))
+            Y[:, 0] = y[tr, 0]
+            Y[:, 1:] = y[tr, 1:] @ U.T        # c' = U c
+            X_tr = X if va is None else np.ascontiguousarray(X[tr])
+            loss = BITLoss(U)
+            validation = None
+            if va is not None:
+                X_va, y_va = np.ascontiguousarray(X[va]), y[va]
+                validation = (X_va, lambda F: loss.model_loss(y_va, F))
+            with numba_threads(self.n_jobs):
+                data = self._training_data(X_tr, Y, np.zeros(Y.shape[0], dtype=np.int64))
+                self._boost(data, loss, validation)
         return self
 
     # ------------------------------------------------------------------ predict

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 KIND_BIT = 0
 KIND_BPT = 1
@@ -35,8 +35,11 @@ def _softplus(x):
 
 
 @njit(cache=True)
-def node_score(kind, sums, counts, P, min_samples, min_weight):
-    """Score of a node (higher is better); -inf if the node is not allowed."""
+def node_score(kind, sums, counts, P, min_samples, min_weight, scratch):
+    """Score of a node (higher is better); -inf if the node is not allowed.
+
+    ``scratch`` is a float64 work array of length >= len(sums) (no allocation here).
+    """
     if kind == KIND_BIT:
         if counts[0] < min_samples:
             return _NEG_INF
@@ -52,15 +55,18 @@ def node_score(kind, sums, counts, P, min_samples, min_weight):
     for c in range(n_cls):
         if counts[c] < min_samples or not (sums[c] > 0.0):
             return _NEG_INF
-    if sums[0] < min_weight:
-        return _NEG_INF
     lam0 = sums[0]
+    if lam0 < min_weight:
+        return _NEG_INF
     n = n_cls - 1
+    log0 = math.log(lam0)
+    for m in range(n):
+        scratch[m] = math.log(sums[m + 1]) - log0
     loss = 0.0
     for k in range(n):
         g = 0.0
         for m in range(n):
-            g += P[k, m] * math.log(sums[m + 1] / lam0)
+            g += P[k, m] * scratch[m]
         loss += lam0 * _softplus(g) + sums[k + 1] * _softplus(-g)
     return -loss
 
@@ -160,17 +166,17 @@ class BPTLoss:
 
 # --- model losses (training curves, validation, score) -------------------------------
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def add_leaf_log_ratio(G, rows, start, stop, ghat, eta):
     """G[i, k] += eta * ghat[k] for the rows of one leaf (BPT boosting state)."""
     n = ghat.shape[0]
-    for ii in range(start, stop):
+    for ii in prange(start, stop):
         i = rows[ii]
         for k in range(n):
             G[i, k] += eta * ghat[k]
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def bpt_model_loss(w, cls, G, w_current):
     """Cross entropy of the model G (N, n) on weighted events; refreshes w_current.
 
@@ -179,19 +185,20 @@ def bpt_model_loss(w, cls, G, w_current):
     """
     loss = 0.0
     n = G.shape[1]
-    for i in range(w.shape[0]):
+    write = w_current.shape[0] > 0
+    for i in prange(w.shape[0]):
         k = cls[i]
         if k == 0:
             s = 0.0
             for m in range(n):
                 s += _softplus(G[i, m])
             loss += w[i] * s
-            if w_current.shape[0] > 0:
+            if write:
                 w_current[i] = w[i]
         else:
             g = G[i, k - 1]
             loss += w[i] * _softplus(-g)
-            if w_current.shape[0] > 0:
+            if write:
                 w_current[i] = w[i] * math.exp(-g)
     return loss
 

@@ -28,7 +28,8 @@ def find_split_hist(hist, counts, n_bins, tot_sums, tot_counts, kind, P, min_sam
     n_features = hist.shape[0]
     K = hist.shape[2]
     C = counts.shape[2]
-    parent = node_score(kind, tot_sums, tot_counts, P, min_samples, min_weight)
+    parent = node_score(kind, tot_sums, tot_counts, P, min_samples, min_weight,
+                        np.empty(K))
     best_gain = np.full(n_features, -np.inf)
     best_bin = np.full(n_features, -1, dtype=np.int64)
     best_lsums = np.zeros((n_features, K))
@@ -38,6 +39,7 @@ def find_split_hist(hist, counts, n_bins, tot_sums, tot_counts, kind, P, min_sam
         lc = np.zeros(C, dtype=np.int64)
         rs = np.empty(K)
         rc = np.empty(C, dtype=np.int64)
+        scratch = np.empty(K)
         for b in range(n_bins[f] - 1):
             for k in range(K):
                 ls[k] += hist[f, b, k]
@@ -45,10 +47,10 @@ def find_split_hist(hist, counts, n_bins, tot_sums, tot_counts, kind, P, min_sam
             for k in range(C):
                 lc[k] += counts[f, b, k]
                 rc[k] = tot_counts[k] - lc[k]
-            sl = node_score(kind, ls, lc, P, min_samples, min_weight)
+            sl = node_score(kind, ls, lc, P, min_samples, min_weight, scratch)
             if sl == -np.inf:
                 continue
-            sr = node_score(kind, rs, rc, P, min_samples, min_weight)
+            sr = node_score(kind, rs, rc, P, min_samples, min_weight, scratch)
             if sr == -np.inf:
                 continue
             gain = sl + sr - parent
@@ -86,7 +88,8 @@ def find_split_exact(X, rows, start, stop, Y, cls, onehot, tot_sums, tot_counts,
     K = tot_sums.shape[0]
     C = tot_counts.shape[0]
     n = stop - start
-    parent = node_score(kind, tot_sums, tot_counts, P, min_samples, min_weight)
+    parent = node_score(kind, tot_sums, tot_counts, P, min_samples, min_weight,
+                        np.empty(K))
     best_gain = np.full(n_features, -np.inf)
     best_pos = np.full(n_features, -1, dtype=np.int64)
     best_lo = np.zeros(n_features)
@@ -103,6 +106,7 @@ def find_split_exact(X, rows, start, stop, Y, cls, onehot, tot_sums, tot_counts,
         lc = np.zeros(C, dtype=np.int64)
         rs = np.empty(K)
         rc = np.empty(C, dtype=np.int64)
+        scratch = np.empty(K)
         for j in range(n - 1):
             i = node_rows[order[j]]
             if onehot:
@@ -120,10 +124,10 @@ def find_split_exact(X, rows, start, stop, Y, cls, onehot, tot_sums, tot_counts,
                 rs[k] = tot_sums[k] - ls[k]
             for k in range(C):
                 rc[k] = tot_counts[k] - lc[k]
-            sl = node_score(kind, ls, lc, P, min_samples, min_weight)
+            sl = node_score(kind, ls, lc, P, min_samples, min_weight, scratch)
             if sl == -np.inf:
                 continue
-            sr = node_score(kind, rs, rc, P, min_samples, min_weight)
+            sr = node_score(kind, rs, rc, P, min_samples, min_weight, scratch)
             if sr == -np.inf:
                 continue
             gain = sl + sr - parent

@@ -1,0 +1,155 @@
+"""Speed of bpt.inference: q + gradient and a 50-point profiled scan.
+
+Setup (issue 4): N = 1e6 data events (the Asimov sample of the simulation, i.e. 1e6
+weighted events), 2 POIs at quadratic order, 5 nuisances at quadratic order, 3 processes
+(one EFT process with a BIT-like ratio; every process with a BPT-like systematics model
+for all 5 nuisances; a normalisation and a luminosity nuisance).  The per-event
+coefficient arrays are synthetic (smooth random functions of 4 features, rates
+positive in the scanned range) instead of trained trees: the timing of the inference
+does not depend on where the coefficients come from.
+
+Reference: the time numpy needs to stream the same per-event coefficient arrays once
+(``arr.sum()``), measured in the same run.
+
+    python bench/bench_inference.py            # N = 1e6
+    python bench/bench_inference.py --n 200000 # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from bpt._terms import make_terms
+from bpt.inference import AdditiveModel, Nuisance, Process
+
+
+class SyntheticRatio:
+    """R_A(x) = scale * tanh(x W)_A (BIT interface: terms_, n_parameters, predict)."""
+
+    def __init__(self, n_parameters, n_features, scale, seed):
+        self.n_parameters = n_parameters
+        self.terms_ = make_terms(n_parameters, 2)
+        self.W = np.random.default_rng(seed).normal(size=(n_features, len(self.terms_)))
+        self.scale = scale
+
+    def predict(self, X):
+        out = np.tanh(X @ self.W) * self.scale
+        # keep the quadratic diagonal terms positive, like a physical |M|^2
+        for A, t in enumerate(self.terms_):
+            if len(t) == 2 and t[0] == t[1]:
+                out[:, A] = np.abs(out[:, A])
+        return out
+
+
+class SyntheticSystematics(SyntheticRatio):
+    """Delta_A(x) = scale * tanh(x W)_A (BPT interface: terms_, n_nuisances, predict)."""
+
+    def __init__(self, n_nuisances, n_features, scale, seed):
+        super().__init__(n_nuisances, n_features, scale, seed)
+        self.n_nuisances = n_nuisances
+        del self.n_parameters
+
+
+class SyntheticFractions:
+    """Softmax of linear functions (classifier interface: classes_, predict_proba)."""
+
+    def __init__(self, classes, n_features, seed):
+        self.classes_ = np.array(classes)
+        self.V = np.random.default_rng(seed).normal(size=(n_features, len(classes))) * 0.5
+
+    def predict_proba(self, X):
+        a = X @ self.V
+        a -= a.max(axis=1, keepdims=True)
+        e = np.exp(a)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def build(n_events, n_features=4, seed=0):
+    rng = np.random.default_rng(seed)
+    names = ["eft", "bkg1", "bkg2"]
+    nuis = [Nuisance(f"nu{k}") for k in range(5)]
+    nu_names = [n.name for n in nuis]
+    sizes = [n_events // 2, n_events // 4, n_events - n_events // 2 - n_events // 4]
+    procs = []
+    for i, (name, n) in enumerate(zip(names, sizes)):
+        X = rng.uniform(-1, 1, size=(n, n_features))
+        w = np.full(n, 1.0)           # expected yield = number of simulated events
+        syst = [(SyntheticSystematics(5, n_features, 0.05, seed + 10 + i), nu_names)]
+        ratio = SyntheticRatio(2, n_features, 0.3, seed + 1) if i == 0 else None
+        norm = {"nu3": 0.1} if i == 1 else ({"nu4": 0.05} if i == 2 else None)
+        procs.append(Process(name, X, w, ratio=ratio, systematics=syst, normalization=norm))
+    return AdditiveModel(procs, pois=["c1", "c2"], nuisances=nuis,
+                         fractions=SyntheticFractions(names, n_features, seed + 99),
+                         luminosity=("nu2", 0.02))
+
+
+def best_of(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), float(np.median(times))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000, help="data (= simulated) events")
+    ap.add_argument("--points", type=int, default=50, help="scan points")
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+
+    import numba
+    t0 = time.perf_counter()
+    model = build(args.n)
+    theta_true, nu_true = np.array([0.05, -0.03]), np.zeros(5)
+    X, w = model.asimov(theta_true, nu_true)
+    data = model.prepare(X, w)
+    t_prep = time.perf_counter() - t0
+    lik = model.likelihood_
+    coef = data._coef
+    sim_arrays = [c for (_, _, _, c, _) in lik.sim]
+    print(f"numba threads: {numba.get_num_threads()}, threading layer: ", end="")
+    model.q(theta_true, nu_true, data, derivatives=1)          # compile / warm up
+    print(numba.threading_layer())
+    n_sim_rows = sum(c.shape[0] for c in sim_arrays)
+    print(f"events: data {coef.shape[0]} x {coef.shape[1]} coefficients "
+          f"({coef.nbytes / 1e6:.0f} MB); simulation yield arrays "
+          f"{n_sim_rows} rows, {sum(c.nbytes for c in sim_arrays) / 1e6:.0f} MB; "
+          f"setup {t_prep:.1f} s")
+
+    z_theta, z_nu = np.array([0.02, -0.01]), np.full(5, 0.1)
+    stream_data, _ = best_of(lambda: coef.sum(), args.repeat)
+    stream_all, _ = best_of(lambda: (coef.sum(), [c.sum() for c in sim_arrays]), args.repeat)
+    t_q0, _ = best_of(lambda: model.q(z_theta, z_nu, data), args.repeat)
+    t_q1, med1 = best_of(lambda: model.q(z_theta, z_nu, data, derivatives=1), args.repeat)
+    t_q2, _ = best_of(lambda: model.q(z_theta, z_nu, data, derivatives=2), args.repeat)
+    print(f"numpy stream of the data coefficient array once (arr.sum()): {stream_data * 1e3:8.1f} ms")
+    print(f"numpy stream of data + simulation arrays once:              {stream_all * 1e3:8.1f} ms")
+    print(f"q only:                  {t_q0 * 1e3:8.1f} ms")
+    print(f"q + gradient:            {t_q1 * 1e3:8.1f} ms  (median {med1 * 1e3:.1f} ms)  "
+          f"ratio to streaming all arrays {t_q1 / stream_all:.2f}  "
+          f"(to the data array alone {t_q1 / stream_data:.2f})  [target <= 3]")
+    print(f"q + gradient + Hessian:  {t_q2 * 1e3:8.1f} ms  ratio to streaming all arrays "
+          f"{t_q2 / stream_all:.2f}")
+
+    t0 = time.perf_counter()
+    fit = model.fit(data)
+    t_fit = time.perf_counter() - t0
+    print(f"MLE: {t_fit:.2f} s, {fit.n_evaluations} evaluations, theta = {fit.theta}, "
+          f"success = {fit.success}")
+    err = fit.errors[0]
+    grid = fit.theta[0] + np.linspace(-3 * err, 3 * err, args.points)
+    t0 = time.perf_counter()
+    res = model.scan(grid, data, poi="c1", return_result=True)
+    t_scan = time.perf_counter() - t0
+    print(f"{args.points}-point profiled scan of c1 (c2 and 5 nuisances profiled, MLE included): "
+          f"{t_scan:.2f} s  [target <= 20 s]; all converged: {bool(res.success.all())}; "
+          f"t range {res.t.min():.3g} .. {res.t.max():.3g}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""BoostedParametricTree: learn systematics log dsigma(x|nu)/dsigma(x|0) (MATH.md section 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import BaseBoostedTrees, numba_threads
+from ._loss import BPTLoss
+from ._terms import check_terms, make_terms, monomials, term_name
+from ._validation import check_finite, check_point, check_sample_weight
+
+__all__ = ["BoostedParametricTree"]
+
+
+class BoostedParametricTree(BaseBoostedTrees):
+    """Boosted Parametric Tree: learns Delta_A(x) in log dsigma(x|nu)/dsigma(x|0) = sum_A m_A(nu) Delta_A(x).
+
+    Parameters
+    ----------
+    n_nuisances : int, default=1
+        Number of nuisance parameters K.
+    order : {1, 2}, default=2
+        Polynomial order in nu; ignored when ``terms`` is given.
+    terms : list of tuples, optional
+        Explicit terms (any subset, e.g. without cross terms).  Default: all
+        linear ``(a,)``, then all quadratic ``(a, b)``, ``a <= b``.
+    n_estimators : int, default=100
+    learning_rate : float in (0, 1], default=0.2
+    learn_global : bool, default=True
+        Fit the first tree with learning rate 1 (the global parametrisation first,
+        as Algorithm 1 of the original paper does).
+    max_depth : int, default=4
+        Depth of each tree in scikit-learn's sense (1 = one split).
+    min_samples_leaf : int, default=50
+        A child of a split must hold at least this many events of *every* base
+        point (nominal included), and every weight sum in it must be positive.
+    split : {"hist", "exact"}, default="hist"
+    max_bins : int <= 255, default=255
+    n_jobs, random_state, verbose, validation_fraction, n_iter_no_change
+        As in :class:`bpt.BoostedInformationTree`.
+
+    Attributes
+    ----------
+    terms_ : list of tuples
+    base_points_ : (n_base_points, K) float64, the distinct non-nominal rows of ``nu``
+    V_ : (n_base_points, n_terms) design matrix m_A(nu_k)
+    train_loss_ : (n_iter_,) cross entropy of MATH.md section 2 per unit weight
+        (log 2 for the empty model)
+    validation_loss_, feature_importances_, n_features_in_, feature_names_in_, n_iter_
+
+    Notes
+    -----
+    ``fit(X, nu)``: every row of ``nu`` gives the base point at which that event
+    was simulated; rows of zeros form the nominal sample.  Weights (``sample_weight``)
+    must be cross-section weights so that weight sums estimate yields.  After each
+    tree the events of base point k are reweighted by exp(-eta V_k . Delta(x)).
+    Predictions are float64.
+    """
+
+    _name = "BPT"
+
+    def __init__(self, n_nuisances=1, order=2, terms=None, n_estimators=100, learning_rate=0.2,
+                 learn_global=True, max_depth=4, min_samples_leaf=50, split="hist",
+                 max_bins=255, n_jobs=None, random_state=None, verbose=0,
+                 validation_fraction=None, n_iter_no_change=None):
+        self.n_nuisances = n_nuisances
+        self.order = order
+        self.terms = terms
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.learn_global = learn_global
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.split = split
+        self.max_bins = max_bins
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+
+    def _learning_rate(self, b):
+        return 1.0 if (b == 0 and self.learn_global) else float(self.learning_rate)
+
+    # ------------------------------------------------------------------ setup
+    def _resolve_terms(self):
+        if not (isinstance(self.n_nuisances, (int, np.integer)) and self.n_nuisances >= 1):
+            raise ValueError(f"n_nuisances must be an integer >= 1, got {self.n_nuisances!r}")
+        if self.terms is not None:
+            return check_terms(self.terms, self.n_nuisances)
+        return make_terms(self.n_nuisances, self.order)
+
+    def _check_nu(self, nu, n):
+        nu = check_finite(nu, "nu", ndim=(1, 2), length=n)
+        if nu.ndim == 1:
+            nu = nu[:, None]
+        if nu.shape[1] != self.n_nuisances:
+            raise ValueError(f"nu must have n_nuisances = {self.n_nuisances} columns, got "
+                             f"{nu.shape[1]}")
+        return nu
+
+    def _base_points(self, nu, w, terms):
+        """Distinct base points, per-event class (0 = nominal), design matrix V."""
+        points, cls = _unique_rows(nu)
+        is_nominal = np.all(points == 0.0, axis=1)
+        if not is_nominal.any():
+            raise ValueError("nu has no nominal rows (all-zero rows form the nominal sample)")
+        nom = int(np.flatnonzero(is_nominal)[0])
+        order = [nom] + [k for k in range(len(points)) if k != nom]
+        remap = np.empty(len(points), dtype=np.int64)
+        remap[order] = np.arange(len(points))
+        cls = remap[cls]
+        points = points[order[1:]]
+        if len(points) == 0:
+            raise ValueError("nu has only nominal rows: give events at non-zero base points")
+        names = [f"nu{a}" for a in range(self.n_nuisances)]
+        V = monomials(points, terms)
+        for j in range(V.shape[1]):
+            if np.linalg.matrix_rank(V[:, :j + 1]) < j + 1:
+                raise ValueError(
+                    f"the base points {points.tolist()} cannot determine the term "
+                    f"{term_name(terms[j], names)}: its column of the design matrix "
+                    "m_A(nu_k) is a combination of the previous terms' columns; add base "
+                    "points that vary it")
+        counts = np.bincount(cls, minlength=len(points) + 1)
+        sums = np.bincount(cls, weights=w, minlength=len(points) + 1)
+        all_points = np.vstack([np.zeros(self.n_nuisances), points])
+        for k in range(len(all_points)):
+            label = "nominal" if k == 0 else f"base point nu={all_points[k].tolist()}"
+            if not sums[k] > 0:
+                raise ValueError(f"the total weight of the {label} is not positive "
+                                 f"({sums[k]:.6g})")
+            if counts[k] < 2 * self.min_samples_leaf:
+                raise ValueError(f"the {label} has {counts[k]} events, fewer than "
+                                 f"2 * min_samples_leaf = {2 * self.min_samples_leaf}")
+        return points, cls, V
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, nu, sample_weight=None):
+        """Fit on features X (N, F) and base-point coordinates nu (N, K)."""
+        with self._fitting():
+            self._start_fit()
+            terms = self._resolve_terms()
+            X = self._check_X_fit(X)
+            nu = self._check_nu(nu, X.shape[0])
+            sw = check_sample_weight(sample_weight, X.shape[0])
+            w = np.ones(X.shape[0]) if sw is None else sw.copy()
+            points, cls, V = self._base_points(nu, w, terms)
+            self.terms_ = terms
+            self.base_points_ = points
+            self.V_ = V
+
+            tr, va = self._split_validation(X.shape[0], stratify=cls)
+            X_tr = X if va is None else np.ascontiguousarray(X[tr])
+            Y = np.ascontiguousarray(w[tr]).reshape(-1, 1)
+            loss = BPTLoss(V)
+            validation = None
+            if va is not None:
+                X_va, w_va, c_va = np.ascontiguousarray(X[va]), w[va], cls[va]
+                validation = (X_va, lambda D: loss.model_loss(w_va, c_va, D))
+            with numba_threads(self.n_jobs):
+                data = self._training_data(X_tr, Y, np.ascontiguousarray(cls[tr]))
+                self._boost(data, loss, validation)
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, X):
+        """Learned Delta_A(x): float64 array (N, n_terms) in ``terms_`` order."""
+        X = self._check_X_predict(X)
+        return self._raw_predict(X)
+
+    def staged_predict(self, X):
+        """Yield ``predict(X)`` after each tree."""
+        X = self._check_X_predict(X)
+        yield from self._staged(X)
+
+    def predict_log_ratio(self, X, nu):
+        """g_nu(x) = sum_A m_A(nu) Delta_A(x): nu (K,) -> (N,), nu (M, K) -> (N, M)."""
+        D = self.predict(X)
+        nu = check_point(nu, self.n_nuisances, "nu")
+        return D @ monomials(nu, self.terms_).T
+
+    def predict_ratio(self, X, nu):
+        """S(x|nu) = exp(g_nu(x))."""
+        return np.exp(self.predict_log_ratio(X, nu))
+
+    def score(self, X, nu, sample_weight=None):
+        """Minus the cross entropy per unit weight (as ``train_loss_``) on (X, nu)."""
+        D = self.predict(X)
+        nu = self._check_nu(nu, D.shape[0])
+        sw = check_sample_weight(sample_weight, D.shape[0])
+        w = np.ones(D.shape[0]) if sw is None else sw
+        pts = np.vstack([np.zeros(self.n_nuisances), self.base_points_])
+        match = np.all(nu[:, None, :] == pts[None, :, :], axis=2)
+        if not match.any(axis=1).all():
+            bad = int(np.flatnonzero(~match.any(axis=1))[0])
+            raise ValueError(f"nu row {bad} = {nu[bad].tolist()} is not one of the fitted "
+                             "base points")
+        cls = match.argmax(axis=1).astype(np.int64)
+        return -BPTLoss(self.V_).model_loss(w, cls, D)
+
+
+def _unique_rows(a):
+    """Distinct rows of a (sorted) and the index of each row's distinct value.
+
+    Same result as ``np.unique(a, axis=0, return_inverse=True)`` but through
+    per-column integer codes, which is much faster for many rows and few values.
+    """
+    codes = np.zeros(a.shape[0], dtype=np.int64)
+    radix = 1
+    for j in range(a.shape[1] - 1, -1, -1):
+        vals, inv = np.unique(a[:, j], return_inverse=True)
+        if radix * len(vals) > 2 ** 62:
+            points, inverse = np.unique(a, axis=0, return_inverse=True)
+            return points, inverse.reshape(-1)
+        codes += inv.reshape(-1) * radix
+        radix *= len(vals)
+    keys, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    return a[first], inverse.reshape(-1)

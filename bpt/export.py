@@ -1,0 +1,149 @@
+"""Export fitted trees to ONNX (extra ``onnx``) for ONNX Runtime in C++ frameworks.
+
+:func:`to_onnx` builds one ``ai.onnx.ml`` ``TreeEnsembleRegressor`` node, one
+target per term, whose output ``Y`` (N, n_terms) is ``est.predict(X)``.
+
+Precision, honestly
+-------------------
+bpt sends ``x <= threshold`` left; the graph uses ``BRANCH_LEQ`` with the same
+tree structure and the leaf values (already scaled by the learning rate) as
+target weights; base values are zero.  The operator's output is float32 (ONNX
+defines it so), hence agreement with ``predict`` (float64) to ~1e-7 relative.
+
+* ``ml_opset=3`` (default): thresholds and leaf values are stored as float64
+  tensors (``*_as_tensor``).  With ``dtype="float64"`` input, routing equals
+  bpt's for every row.  With ``dtype="float32"`` input (what C++ wrappers
+  usually feed) the graph casts X to float64 first, so a float32 row routes
+  exactly as bpt routes the same (float32-valued) numbers; a float64 row that
+  you cast to float32 can route differently only where a feature lies within
+  float32 rounding (relative 6e-8) of a threshold.
+* ``ml_opset=1``, for runtimes without ai.onnx.ml opset 3 (float32 input only):
+  attributes are float32.  Each threshold t is rounded *down* to the largest
+  float32 t32 <= t, so for every float32 x, ``x <= t32`` exactly when
+  ``x <= t``: routing is still exact for float32 rows.  Leaf values are rounded
+  to float32 and summed in float32, so the error is ~1e-7 of the term's scale,
+  larger relative to outputs where trees cancel.
+* NaN inputs go right in the graph; bpt refuses them in ``predict``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["to_onnx", "float32_thresholds"]
+
+
+def float32_thresholds(threshold):
+    """Largest float32 <= each float64 threshold (so float32 inputs route like bpt)."""
+    t = np.asarray(threshold, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        t32 = t.astype(np.float32)
+    above = t32.astype(np.float64) > t
+    t32[above] = np.nextafter(t32[above], np.float32(-np.inf))
+    return t32
+
+
+def _tree_attributes(arrays):
+    """Flat node/target lists of TreeEnsembleRegressor from bpt's flat arrays."""
+    feature, left, right = arrays["feature"], arrays["left"], arrays["right"]
+    start = arrays["tree_start"]
+    n, n_out = arrays["value"].shape
+    sizes = np.diff(np.append(start, n))
+    tree_id = np.repeat(np.arange(start.shape[0], dtype=np.int64), sizes)
+    local = np.arange(n, dtype=np.int64) - start[tree_id]
+    leaf = feature < 0
+    offset = start[tree_id]
+    leaf_ids = np.flatnonzero(leaf)
+    return dict(
+        nodes_treeids=tree_id.tolist(),
+        nodes_nodeids=local.tolist(),
+        nodes_featureids=np.where(leaf, 0, feature).tolist(),
+        nodes_modes=np.where(leaf, "LEAF", "BRANCH_LEQ").tolist(),
+        nodes_truenodeids=np.where(leaf, 0, left - offset).tolist(),
+        nodes_falsenodeids=np.where(leaf, 0, right - offset).tolist(),
+        nodes_missing_value_tracks_true=[0] * n,
+        target_treeids=np.repeat(tree_id[leaf_ids], n_out).tolist(),
+        target_nodeids=np.repeat(local[leaf_ids], n_out).tolist(),
+        target_ids=np.tile(np.arange(n_out, dtype=np.int64), leaf_ids.shape[0]).tolist(),
+    ), leaf_ids
+
+
+def to_onnx(est, dtype="float32", ml_opset=3, path=None):
+    """ONNX model computing ``est.predict(X)`` with one TreeEnsembleRegressor.
+
+    Parameters
+    ----------
+    est : fitted BoostedInformationTree or BoostedParametricTree
+    dtype : {"float32", "float64"}
+        Type of the graph input ``X`` (N, n_features).
+    ml_opset : {3, 1}
+        ai.onnx.ml opset: 3 stores float64 thresholds and values (ONNX Runtime
+        >= 1.9); 1 stores float32 ones (float32 input only).  See module notes.
+    path : str, optional
+        Also write the model there.
+
+    Returns
+    -------
+    onnx.ModelProto with input ``X`` and float32 output ``Y`` (N, n_terms) in
+    ``terms_`` order; metadata_props record the bpt version, class, terms and
+    feature names.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from . import __version__
+
+    check_is_fitted(est, "ensemble_")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if ml_opset not in (1, 3) or (ml_opset == 1 and dtype == "float64"):
+        raise ValueError("ml_opset must be 3, or 1 with dtype='float32'")
+    a = est.ensemble_.arrays
+    n, n_out = a["value"].shape
+    if a["tree_start"].shape[0] == 0:
+        raise ValueError("the model has no trees")
+    attrs, leaf_ids = _tree_attributes(a)
+    weights = a["value"][leaf_ids].reshape(-1)
+    thresholds = np.where(a["feature"] < 0, 0.0, a["threshold"])
+    nodes = []
+    tree_input = "X"
+    if ml_opset == 3:
+        attrs["nodes_values_as_tensor"] = numpy_helper.from_array(thresholds, "nodes_values")
+        attrs["target_weights_as_tensor"] = numpy_helper.from_array(weights, "target_weights")
+        if dtype == "float32":
+            nodes.append(helper.make_node("Cast", ["X"], ["X64"], name="to_float64",
+                                          to=TensorProto.DOUBLE))
+            tree_input = "X64"
+    else:
+        attrs["nodes_values"] = float32_thresholds(thresholds).tolist()
+        attrs["target_weights"] = weights.astype(np.float32).tolist()
+    nodes.append(helper.make_node(
+        "TreeEnsembleRegressor", [tree_input], ["Y"], domain="ai.onnx.ml", name="bpt_trees",
+        n_targets=int(n_out), aggregate_function="SUM", post_transform="NONE", **attrs))
+    elem = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
+    F = int(est.n_features_in_)
+    graph = helper.make_graph(
+        nodes, f"bpt_{type(est).__name__}",
+        [helper.make_tensor_value_info("X", elem, [None, F])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, int(n_out)])])
+    graph.doc_string = (f"{type(est).__name__}.predict(X): columns = terms {est.terms_}; "
+                        "split rule x <= threshold goes left")
+    model = helper.make_model(graph, producer_name="bpt", producer_version=__version__,
+                              opset_imports=[helper.make_opsetid("", 15),
+                                             helper.make_opsetid("ai.onnx.ml", ml_opset)])
+    model.ir_version = 8
+    names = getattr(est, "feature_names_in_", None)
+    helper.set_model_props(model, {
+        "bpt_version": __version__,
+        "bpt_class": type(est).__name__,
+        "terms": json.dumps([list(t) for t in est.terms_]),
+        "feature_names": json.dumps(None if names is None else [str(s) for s in names]),
+        "input_dtype": dtype,
+    })
+    onnx.checker.check_model(model)
+    if path is not None:
+        onnx.save(model, path)
+    return model

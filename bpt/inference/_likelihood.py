@@ -1,0 +1,191 @@
+"""The compiled form of an AdditiveModel: column layout, simulation yields, q and derivatives.
+
+``Likelihood`` holds only arrays (no trees, no classifier), so it is cheap to pickle
+to joblib / dask workers.  Parameters are one vector z = (theta_1..theta_P, nu_1..nu_K).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._kernels import accumulate
+
+__all__ = ["Layout", "Likelihood", "RateError"]
+
+
+class RateError(ValueError):
+    """Raised when an event's predicted rate is <= 0 (or not finite) at a requested point."""
+
+
+class Layout:
+    """Columns of the per-event coefficient array.
+
+    Process p owns R columns ``[rs[p], re[p])``, merged systematics columns
+    ``[ss[p], se[p])`` and the fraction column ``fc[p]`` (-1 with one process).
+    Column c is the monomial z[ta[c]] (tb[c] = -1) or z[ta[c]] z[tb[c]].
+    """
+
+    def __init__(self, rs, re, ss, se, fc, ta, tb, lognorm):
+        self.rs = np.asarray(rs, dtype=np.int64)
+        self.re = np.asarray(re, dtype=np.int64)
+        self.ss = np.asarray(ss, dtype=np.int64)
+        self.se = np.asarray(se, dtype=np.int64)
+        self.fc = np.asarray(fc, dtype=np.int64)
+        self.ta = np.asarray(ta, dtype=np.int64)
+        self.tb = np.asarray(tb, dtype=np.int64)
+        self.lognorm = np.ascontiguousarray(lognorm, dtype=np.float64)   # (n_proc, n_par)
+        ta_, tb_ = self.ta, self.tb
+        quad = tb_ >= 0
+        self.quad = quad
+        self.square = quad & (ta_ == tb_)
+        self.cross = quad & (ta_ != tb_)
+        self.ja = ta_.copy()
+        self.jb = np.where(self.cross, tb_, -1).astype(np.int64)
+        self.ha = np.where(quad, ta_, -1).astype(np.int64)
+        self.hb = np.where(quad, tb_, -1).astype(np.int64)
+        self.hv = np.where(self.square, 2.0, np.where(self.cross, 1.0, 0.0))
+
+    @property
+    def n_columns(self):
+        return self.ta.shape[0]
+
+    @property
+    def blocks(self):
+        return (self.rs, self.re, self.ss, self.se, self.fc)
+
+    def columns_at(self, z):
+        """Per-column monomial values and first derivatives at z (kernel inputs)."""
+        ta = np.maximum(self.ta, 0)
+        tb = np.where(self.quad, self.tb, 0)
+        za, zb = z[ta], z[tb]
+        mv = np.where(self.quad, za * zb, za)
+        ga = np.where(self.square, 2.0 * za, np.where(self.cross, zb, 1.0))
+        gb = np.where(self.cross, za, 0.0)
+        return (np.ascontiguousarray(mv), self.ja, np.ascontiguousarray(ga), self.jb,
+                np.ascontiguousarray(gb), self.ha, self.hb, self.hv)
+
+    def sub(self, p):
+        """The layout of process p's simulation block: its R then S columns, no fraction."""
+        lo, hi = int(self.rs[p]), int(self.se[p])
+        nR = int(self.re[p] - self.rs[p])
+        lay = Layout([0], [nR], [nR], [hi - lo], [-1], self.ta[lo:hi], self.tb[lo:hi],
+                     self.lognorm[p:p + 1])
+        return lay, lo, hi
+
+
+class Likelihood:
+    """q_{theta,nu}(D) of MATH.md section 4 relative to z = 0, with exact derivatives.
+
+    Parameters
+    ----------
+    layout : Layout
+    n_pois, gaussian : number of POIs; bool mask (K,) of unit-Gaussian-constrained nuisances
+    sim : list over processes of (coef (N_p, C_p), weight (N_p,)) in the process's
+        sub-layout (see ``Layout.sub``)
+    names : (poi names, nuisance names) for messages
+    """
+
+    def __init__(self, layout, n_pois, gaussian, sim, names):
+        self.layout = layout
+        self.n_pois = int(n_pois)
+        self.gaussian = np.asarray(gaussian, dtype=bool)
+        self.n_par = self.n_pois + self.gaussian.shape[0]
+        self.names = names
+        self.sim = []
+        for p, (coef, w) in enumerate(sim):
+            lay, lo, hi = layout.sub(p)
+            coef = np.ascontiguousarray(coef, dtype=np.float64)
+            w = np.ascontiguousarray(w, dtype=np.float64)
+            if lay.ss[0] == lay.se[0] and coef.shape[0] > 1:
+                # no shape systematics: the yield is polynomial in theta, one weighted row
+                W = w.sum()
+                if W != 0.0:
+                    coef = np.ascontiguousarray((w @ coef)[None, :] / W)
+                    w = np.array([W])
+            self.sim.append((lay, lo, hi, coef, w))
+        self.sigma0 = sum(float(w.sum()) for (_, _, _, _, w) in self.sim)
+
+    # ------------------------------------------------------------------ helpers
+    def split(self, z):
+        return z[:self.n_pois], z[self.n_pois:]
+
+    def describe(self, z):
+        th, nu = self.split(np.asarray(z, dtype=np.float64))
+        return f"theta={np.round(th, 6).tolist()}, nu={np.round(nu, 6).tolist()}"
+
+    def rate_message(self, z, n_bad, first, n_events):
+        return (f"{n_bad} of {n_events} event(s) have a predicted rate <= 0 (or not finite) at "
+                f"{self.describe(z)} (first at event index {first}); the model's "
+                "dSigma(x|theta,nu)/dSigma(x|SM) must be positive for every event")
+
+    # ------------------------------------------------------------------ evaluation
+    def sim_yield(self, z, order=0, parallel=True):
+        """sigma(theta, nu) = L(nu) sum_p alpha_p(nu) sum_{i in sim_p} w_i R_p S_p, derivatives."""
+        n = self.n_par
+        val, G, H = 0.0, np.zeros(n), np.zeros((n, n))
+        lay_full = self.layout
+        cols = lay_full.columns_at(z)
+        logc_all = lay_full.lognorm @ z
+        for p, (lay, lo, hi, coef, w) in enumerate(self.sim):
+            sub_cols = tuple(np.ascontiguousarray(c[lo:hi]) for c in cols)
+            logc = np.array([logc_all[p]])
+            v, g, h, _, _ = accumulate(coef, _EMPTY_I, w, False, order, lay.blocks, logc,
+                                       lay.lognorm, sub_cols, parallel=parallel)
+            val += v
+            G += g
+            H += h
+        return val, G, H
+
+    def data_term(self, z, data, order=0, parallel=True):
+        coef, rows, weight = data
+        lay = self.layout
+        cols = lay.columns_at(z)
+        logc = lay.lognorm @ z
+        return accumulate(coef, rows, weight, True, order, lay.blocks, logc, lay.lognorm, cols,
+                          parallel=parallel)
+
+    def evaluate(self, z, data, order=0, parallel=True):
+        """(q, grad, hess, n_bad, first_bad); q is meaningless when n_bad > 0."""
+        z = np.ascontiguousarray(z, dtype=np.float64)
+        v, G, H, n_bad, first = self.data_term(z, data, order, parallel)
+        if n_bad:
+            return np.nan, G, H, n_bad, first
+        s, sG, sH = self.sim_yield(z, order, parallel)
+        nu = z[self.n_pois:]
+        gm = self.gaussian
+        q = v - s + self.sigma0 - 0.5 * float(np.sum(nu[gm] ** 2))
+        G = G - sG
+        H = H - sH
+        if order >= 1:
+            G[self.n_pois:][gm] -= nu[gm]
+        if order >= 2:
+            idx = self.n_pois + np.flatnonzero(gm)
+            H[idx, idx] -= 1.0
+        return q, G, H, 0, -1
+
+    def checked(self, z, data, order=0, parallel=True):
+        """As ``evaluate`` but raises RateError when an event's rate is <= 0."""
+        q, G, H, n_bad, first = self.evaluate(z, data, order, parallel)
+        if n_bad:
+            n_events = data[1].shape[0] if data[1].shape[0] else data[0].shape[0]
+            raise RateError(self.rate_message(z, n_bad, first, n_events))
+        return q, G, H
+
+    def expected_weights(self, z, sim_coef_blocks):
+        """Expected weight of every simulated event at z (process order)."""
+        out = []
+        cols = self.layout.columns_at(z)
+        mv = cols[0]
+        logc = self.layout.lognorm @ z
+        for p, (coef, w) in enumerate(sim_coef_blocks):
+            lay, lo, hi = self.layout.sub(p)
+            nR = int(lay.re[0])
+            m = mv[lo:hi]
+            R = 1.0 + coef[:, :nR] @ m[:nR]
+            g = logc[p] + coef[:, nR:] @ m[nR:]
+            out.append(w * R * np.exp(g))
+        return out
+
+
+_EMPTY_I = np.zeros(0, dtype=np.int64)
+_EMPTY_F = np.zeros(0, dtype=np.float64)

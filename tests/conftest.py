@@ -1,0 +1,93 @@
+"""Shared analytic models whose true R_A(x) and Delta_A(x) are known exactly."""
+
+import os
+
+import numpy as np
+import pytest
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
+REFERENCE = os.path.join(SHARED, "reference", "bit_power_law")
+
+
+def bit_quadratic_model(n, seed, noise=True):
+    """Two parameters, quadratic order, three features (x2 is pure noise).
+
+    Per event c0 = w (w ~ U(0.5, 1.5)) and, with a latent z ~ N(0, 1) that
+    averages out, c_A = w * (f_A(x) + noise_A(z)) such that
+    R_A(x) = E[c_A|x] / E[c0|x] = f_A(x) exactly:
+      R_0 = x0 - 0.5, R_1 = 0.5 x1, R_00 = x0^2, R_01 = x0 x1, R_11 = 0.3.
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0.0, 1.0, (n, 3))
+    w = rng.uniform(0.5, 1.5, n)
+    z = rng.normal(size=n) if noise else np.zeros(n)
+    truth = true_bit_coefficients(X)
+    lat = np.stack([0.5 * z, 0.3 * z, 0.2 * (z ** 2 - 1), 0.1 * z, 0.05 * z], axis=1)
+    y = np.column_stack([w, w[:, None] * (truth + lat)])
+    return X, y, truth
+
+
+def true_bit_coefficients(X):
+    x0, x1 = X[:, 0], X[:, 1]
+    return np.stack([x0 - 0.5, 0.5 * x1, x0 ** 2, x0 * x1, np.full_like(x0, 0.3)], axis=1)
+
+
+# --- BPT: exponential-family shifts of Gaussian features -----------------------------
+# g_nu(x) = sum_A m_A(nu) (alpha_A . x + beta_A) exactly, for nu = (nu0, nu1) and terms
+# (nu0,), (nu1,), (nu0^2,), (nu0 nu1,), (nu1^2,).  A sample at nu has x ~ N(s(nu), I)
+# with s(nu) = sum_A m_A(nu) alpha_A and total yield exp(|s|^2 / 2 + sum_A m_A beta_A).
+BPT_ALPHA = np.array([[0.30, 0.00, 0.0],
+                      [0.00, 0.25, 0.0],
+                      [0.05, 0.00, 0.0],
+                      [0.08, 0.06, 0.0],
+                      [0.00, -0.04, 0.0]])
+BPT_BETA = np.array([0.05, -0.03, 0.02, 0.01, -0.02])
+BPT_TERMS = [(0,), (1,), (0, 0), (0, 1), (1, 1)]
+BPT_POINTS = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [1.0, 1.0],
+                       [-1.0, -1.0]])
+
+
+def bpt_monomials(nu):
+    nu = np.atleast_2d(nu)
+    return np.stack([nu[:, 0], nu[:, 1], nu[:, 0] ** 2, nu[:, 0] * nu[:, 1], nu[:, 1] ** 2],
+                    axis=1)
+
+
+def true_bpt_delta(X):
+    return X @ BPT_ALPHA.T + BPT_BETA
+
+
+def bpt_gaussian_samples(n_per_point, seed, points=BPT_POINTS, reweighted=False):
+    """Nominal x ~ N(0, I) and samples at the base points.
+
+    ``reweighted=False``: independent samples x ~ N(s(nu), I) with total yield
+    exp(|s|^2/2 + m.beta).  ``reweighted=True``: every base point reuses the
+    nominal events with weights exp(g_nu(x)) (as generator weight variations do).
+    """
+    rng = np.random.default_rng(seed)
+    Xs, nus, ws = [], [], []
+    X_nom = rng.normal(size=(n_per_point, 3))
+    for p in np.vstack([np.zeros(2), points]):
+        m = bpt_monomials(p)[0]
+        s = m @ BPT_ALPHA
+        if reweighted:
+            Xs.append(X_nom)
+            ws.append(np.exp(true_bpt_delta(X_nom) @ m) / n_per_point)
+        else:
+            yield_ = np.exp(0.5 * s @ s + m @ BPT_BETA)
+            Xs.append(X_nom if not p.any() else rng.normal(size=(n_per_point, 3)) + s)
+            ws.append(np.full(n_per_point, yield_ / n_per_point))
+        nus.append(np.tile(p, (n_per_point, 1)))
+    return np.vstack(Xs), np.vstack(nus), np.concatenate(ws)
+
+
+@pytest.fixture(scope="session")
+def reference_data():
+    if not os.path.isdir(REFERENCE):
+        pytest.skip("../shared/reference is not available")
+
+    def load(kind):
+        return np.loadtxt(os.path.join(REFERENCE, f"{kind}_power_law_model.txt.gz"))
+
+    return {k: load(k) for k in ("training_features", "training_weights",
+                                 "training_diff_weights")}

@@ -1,0 +1,164 @@
+"""BoostedParametricTree: analytic systematics, closed-form leaves, invariants, errors."""
+
+import numpy as np
+import pytest
+from conftest import (BPT_POINTS, BPT_TERMS, bpt_gaussian_samples, bpt_monomials,
+                      true_bpt_delta)
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from bpt import BoostedParametricTree as BPT
+
+
+@pytest.fixture(scope="module")
+def gaussian_fit():
+    # base points are the nominal events reweighted by the exact exp(g_nu(x))
+    X, nu, w = bpt_gaussian_samples(20_000, seed=1, reweighted=True)
+    est = BPT(n_nuisances=2, order=2, n_estimators=200, learning_rate=0.3, max_depth=3,
+              min_samples_leaf=100, random_state=0).fit(X, nu, sample_weight=w)
+    return est, X, nu, w
+
+
+def test_two_nuisances_with_cross_term_match_truth(gaussian_fit):
+    est, *_ = gaussian_fit
+    assert est.terms_ == BPT_TERMS
+    np.testing.assert_array_equal(np.sort(est.base_points_, axis=0),
+                                  np.sort(BPT_POINTS, axis=0))
+    rng = np.random.default_rng(2)
+    Xt = rng.normal(size=(5000, 3)) * 0.7        # the bulk of the nominal sample
+    g_true = true_bpt_delta(Xt)
+    for nu in list(BPT_POINTS) + [np.array([0.5, -0.5]), np.array([-0.7, 0.3])]:
+        learned = est.predict_log_ratio(Xt, nu)
+        truth = g_true @ bpt_monomials(nu)[0]
+        rms = np.sqrt(np.mean((learned - truth) ** 2))
+        # stated tolerance: RMS error of g_nu below 0.025 (|g_nu| is up to ~0.6 here)
+        assert rms < 0.025, (nu, rms)
+
+
+def test_independent_samples_converge_within_statistics():
+    # independent samples at each base point: statistical noise limits the precision,
+    # so fit shallow trees with early stopping on a validation set
+    X, nu, w = bpt_gaussian_samples(30_000, seed=11)
+    est = BPT(n_nuisances=2, n_estimators=300, learning_rate=0.1, max_depth=2,
+              min_samples_leaf=500, validation_fraction=0.25, n_iter_no_change=10,
+              random_state=0).fit(X, nu, w)
+    assert est.n_iter_ < 300
+    Xt = np.random.default_rng(12).normal(size=(5000, 3)) * 0.7
+    for v in BPT_POINTS:
+        truth = true_bpt_delta(Xt) @ bpt_monomials(v)[0]
+        rms = np.sqrt(np.mean((est.predict_log_ratio(Xt, v) - truth) ** 2))
+        # the empty model has RMS 0.2-0.36 here; statistics allow about 0.05-0.09
+        assert rms < 0.1, (v, rms)
+
+
+def test_train_loss_decreases_from_log2(gaussian_fit):
+    est, X, nu, w = gaussian_fit
+    assert est.train_loss_[0] < np.log(2)
+    assert np.all(np.diff(est.train_loss_) <= 1e-12)
+    assert -est.score(X, nu, sample_weight=w) == pytest.approx(est.train_loss_[-1], rel=1e-9)
+
+
+def test_scale_systematic_close_to_analytic_ratio():
+    # an energy-scale variation: the same events with x scaled by s = 1 + 0.05 nu, so
+    # x ~ Exp(scale s) at nu and the exact log ratio is -log s + x (1 - 1/s)
+    rng = np.random.default_rng(3)
+    points = [0.0, -2.0, -1.0, 1.0, 2.0]
+    n = 100_000
+    x_nominal = rng.exponential(1.0, n)
+    X = np.concatenate([x_nominal * (1 + 0.05 * p) for p in points])[:, None]
+    nu = np.repeat(points, n)[:, None]
+    est = BPT(n_nuisances=1, order=2, n_estimators=20, learning_rate=0.3, max_depth=2,
+              min_samples_leaf=2000).fit(X, nu)
+    xt = rng.exponential(1.0, 20_000)
+    xt = xt[xt < 4][:, None]                   # held-out nominal events, bulk of the data
+    for v in (-1.5, -1.0, 0.5, 1.0, 2.0):
+        s = 1 + 0.05 * v
+        truth = -np.log(s) + xt[:, 0] * (1 - 1 / s)
+        rms = np.sqrt(np.mean((est.predict_log_ratio(xt, v) - truth) ** 2))
+        # stated tolerance: within 35% of the size of the effect itself (RMS of the true
+        # log ratio, 0.02-0.08 here); a step function with the same few leaves is ~25%
+        assert rms < 0.35 * np.sqrt(np.mean(truth ** 2)), v
+
+
+def test_depth_zero_reproduces_closed_form_of_total_yields():
+    X, nu, w = bpt_gaussian_samples(2_000, seed=4)
+    est = BPT(n_nuisances=2, n_estimators=1, max_depth=0, learn_global=True).fit(X, nu, w)
+    V = bpt_monomials(est.base_points_)
+    nominal = np.all(nu == 0, axis=1)
+    lam0 = w[nominal].sum()
+    ell = np.array([np.log(w[np.all(nu == p, axis=1)].sum() / lam0) for p in est.base_points_])
+    expected = np.linalg.solve(V.T @ V, V.T @ ell)
+    np.testing.assert_allclose(est.predict(X[:3]), np.tile(expected, (3, 1)), rtol=1e-10,
+                               atol=1e-14)
+    np.testing.assert_allclose(est.V_, V)
+
+
+def test_learn_global_uses_unit_rate_for_first_tree():
+    X, nu, w = bpt_gaussian_samples(2_000, seed=5)
+    on = BPT(n_nuisances=2, n_estimators=2, max_depth=1, learning_rate=0.1).fit(X, nu, w)
+    off = clone(on).set_params(learn_global=False).fit(X, nu, w)
+    a_on, a_off = on.ensemble_.arrays, off.ensemble_.arrays
+    np.testing.assert_allclose(a_on["learning_rates"], [1.0, 0.1])
+    np.testing.assert_allclose(a_off["learning_rates"], [0.1, 0.1])
+    # first trees are identical up to the rate
+    n0 = a_on["tree_start"][1]
+    np.testing.assert_allclose(a_on["value"][:n0], 10 * a_off["value"][:n0], rtol=1e-12)
+
+
+def test_invariant_under_n_jobs_and_row_order():
+    X, nu, w = bpt_gaussian_samples(5_000, seed=6)
+    kw = dict(n_nuisances=2, n_estimators=10, max_depth=3, min_samples_leaf=30, random_state=1)
+    p1 = BPT(n_jobs=1, **kw).fit(X, nu, w).predict(X[:1000])
+    p2 = BPT(n_jobs=2, **kw).fit(X, nu, w).predict(X[:1000])
+    np.testing.assert_array_equal(p1, p2)
+    perm = np.random.default_rng(0).permutation(len(X))
+    p3 = BPT(n_jobs=2, **kw).fit(X[perm], nu[perm], w[perm]).predict(X[:1000])
+    np.testing.assert_allclose(p1, p3, rtol=1e-9, atol=1e-12)
+
+
+def test_subset_of_terms_without_cross_term():
+    X, nu, w = bpt_gaussian_samples(3_000, seed=7, points=BPT_POINTS[:4])
+    est = BPT(n_nuisances=2, terms=[(0,), (1,), (0, 0), (1, 1)], n_estimators=3,
+              max_depth=2).fit(X, nu, w)
+    assert est.predict(X[:5]).shape == (5, 4)
+    assert est.predict_log_ratio(X[:5], np.zeros((3, 2))).shape == (5, 3)
+
+
+def _samples(points, n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    pts = np.array(points, dtype=float).reshape(len(points), -1)
+    X = rng.normal(size=(n * len(pts), 2))
+    nu = np.repeat(pts, n, axis=0)
+    return X, nu, np.ones(len(X))
+
+
+@pytest.mark.parametrize("points, kwargs, match", [
+    ([[1.0], [-1.0]], {}, "no nominal"),
+    ([[0.0], [1.0]], {}, r"cannot determine the term nu0\^2"),
+    ([[0.0], [1.0], [2.0]], dict(min_samples_leaf=300), "fewer than 2 \\* min_samples_leaf"),
+])
+def test_bad_base_points(points, kwargs, match):
+    X, nu, w = _samples(points)
+    est = BPT(n_nuisances=1, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        est.fit(X, nu, w)
+    with pytest.raises(NotFittedError):
+        est.predict(X)
+
+
+def test_bad_weights_and_values():
+    X, nu, w = _samples([[0.0], [1.0], [-1.0]])
+    w2 = w.copy()
+    w2[nu[:, 0] == 1.0] = -1.0
+    with pytest.raises(ValueError, match=r"base point nu=\[1.0\].*not positive"):
+        BPT(n_nuisances=1).fit(X, nu, w2)
+    nu2 = nu.copy()
+    nu2[5, 0] = np.nan
+    with pytest.raises(ValueError, match="nu contains"):
+        BPT(n_nuisances=1).fit(X, nu2, w)
+    X2 = X.copy()
+    X2[3, 1] = np.inf
+    with pytest.raises(ValueError, match="column 1"):
+        BPT(n_nuisances=1).fit(X2, nu, w)
+    with pytest.raises(ValueError, match="n_nuisances = 2 columns"):
+        BPT(n_nuisances=2).fit(X, nu, w)

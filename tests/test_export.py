@@ -1,0 +1,153 @@
+"""ONNX export: an ai.onnx.ml TreeEnsembleRegressor whose output equals predict(X)."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import bit_quadratic_model, bpt_gaussian_samples
+from sklearn.exceptions import NotFittedError
+
+import bpt
+from bpt._predictor import TreeEnsemble
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from bpt.export import float32_thresholds, to_onnx  # noqa: E402
+
+
+def _run(model, X):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {"X": X})
+    return out
+
+
+def _assert_close(out, pred):
+    """1e-5 relative, per element (float32 output of the operator vs float64 predict)."""
+    assert out.shape == pred.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, pred, rtol=1e-5, atol=0)
+
+
+@pytest.fixture(scope="module")
+def bit_model():
+    X, y, _ = bit_quadratic_model(4000, seed=7)
+    est = bpt.BoostedInformationTree(n_parameters=2, n_estimators=25, max_depth=3,
+                                     min_samples_leaf=40, random_state=0).fit(X, y)
+    return est
+
+
+@pytest.fixture(scope="module")
+def bpt_model():
+    X, nu, w = bpt_gaussian_samples(300, seed=2)
+    return bpt.BoostedParametricTree(n_nuisances=2, n_estimators=8, max_depth=2,
+                                     min_samples_leaf=20, split="exact").fit(X, nu, w)
+
+
+def _edge_rows(est, rng, n=400):
+    """Random rows plus rows placed exactly on, just below and just above thresholds."""
+    a = est.ensemble_.arrays
+    F = est.n_features_in_
+    X = rng.uniform(-0.2, 1.2, (n, F))
+    internal = np.flatnonzero(a["feature"] >= 0)
+    pick = rng.choice(internal, size=n)
+    for i, j in enumerate(pick):
+        t = a["threshold"][j]
+        X[i, a["feature"][j]] = (t, np.nextafter(t, -np.inf), np.nextafter(t, np.inf))[i % 3]
+    return X
+
+
+def test_float64_input_matches_predict_everywhere(bit_model):
+    X = _edge_rows(bit_model, np.random.default_rng(0))
+    _assert_close(_run(to_onnx(bit_model, dtype="float64"), X), bit_model.predict(X))
+
+
+def test_float32_input_routes_exactly_like_bpt_on_float32_values(bit_model):
+    """Any float32 row (even one sitting on a rounded threshold) routes as bpt does."""
+    rng = np.random.default_rng(1)
+    X32 = _edge_rows(bit_model, rng).astype(np.float32)
+    thr = bit_model.ensemble_.arrays["threshold"]
+    feat = bit_model.ensemble_.arrays["feature"]
+    j = np.flatnonzero(feat >= 0)[:50]
+    t32 = float32_thresholds(thr[j])
+    X32[:50, :] = 0.5
+    X32[np.arange(50), feat[j]] = t32                        # on the float32 threshold
+    X32[50:100, :] = 0.5
+    X32[50 + np.arange(50), feat[j]] = np.nextafter(t32, np.float32(np.inf))   # just above
+    pred = bit_model.predict(X32.astype(np.float64))
+    _assert_close(_run(to_onnx(bit_model), X32), pred)
+    out1 = _run(to_onnx(bit_model, ml_opset=1), X32)
+    scale = np.abs(pred).max(axis=0)             # float32 leaf values and float32 sums
+    assert np.all(np.abs(out1 - pred) <= 1e-5 * scale)
+
+
+def test_float32_input_on_float64_rows_away_from_thresholds(bit_model):
+    """Float64 data cast to float32: same routing unless a value is within float32 rounding of
+    a threshold; random rows (checked to be away from every threshold) agree."""
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-0.2, 1.2, (2000, bit_model.n_features_in_))
+    a = bit_model.ensemble_.arrays
+    for f in range(X.shape[1]):
+        t = a["threshold"][a["feature"] == f]
+        gap = np.min(np.abs(X[:, f, None] - t[None, :]), axis=1)
+        assert np.all(gap > 4 * np.spacing(np.float32(np.abs(X[:, f]) + 1)))
+    _assert_close(_run(to_onnx(bit_model), X.astype(np.float32)), bit_model.predict(X))
+
+
+def test_bpt_export(bpt_model, tmp_path):
+    X = _edge_rows(bpt_model, np.random.default_rng(3))
+    path = tmp_path / "bpt.onnx"
+    to_onnx(bpt_model, dtype="float64", path=str(path))
+    _assert_close(_run(onnx.load(str(path)), X), bpt_model.predict(X))
+
+
+def test_model_structure_and_metadata(bit_model):
+    model = to_onnx(bit_model)
+    (node,) = [n for n in model.graph.node if n.op_type == "TreeEnsembleRegressor"]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert node.domain == "ai.onnx.ml" and attrs["n_targets"] == len(bit_model.terms_)
+    assert set(attrs["nodes_modes"]) == {b"BRANCH_LEQ", b"LEAF"}
+    assert attrs["aggregate_function"] == b"SUM" and "base_values" not in attrs
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["terms"]) == [list(t) for t in bit_model.terms_]
+    assert props["bpt_class"] == "BoostedInformationTree"
+    assert props["bpt_version"] == bpt.__version__
+
+
+def test_single_leaf_trees_and_feature_names():
+    """A hand-built ensemble with a root-only tree (no split) next to a normal one."""
+    est = bpt.BoostedInformationTree(n_parameters=1, order=1)
+    est.ensemble_ = TreeEnsemble.from_arrays(dict(
+        feature=np.array([-1, 1, -1, -1]), threshold=np.array([0.0, 0.25, 0.0, 0.0]),
+        left=np.array([-1, 2, -1, -1]), right=np.array([-1, 3, -1, -1]),
+        value=np.array([[0.5], [0.0], [-1.0], [2.0]]), gain=np.zeros(4),
+        n_samples=np.ones(4, dtype=np.int64), tree_start=np.array([0, 1]),
+        learning_rates=np.array([1.0, 1.0])))
+    est.terms_, est.n_features_in_, est.n_iter_ = [(0,)], 2, 2
+    est.feature_names_in_ = np.array(["a", "b"], dtype=object)
+    X = np.array([[0.0, 0.25], [0.0, 0.2500001], [9.0, -3.0]])
+    np.testing.assert_array_equal(est.predict(X), [[-0.5], [2.5], [-0.5]])
+    for kw in ({}, {"dtype": "float64"}, {"ml_opset": 1}):
+        model = to_onnx(est, **kw)
+        Xin = X.astype(np.float64 if kw.get("dtype") == "float64" else np.float32)
+        _assert_close(_run(model, Xin), est.predict(Xin.astype(np.float64)))
+    props = {p.key: p.value for p in to_onnx(est).metadata_props}
+    assert json.loads(props["feature_names"]) == ["a", "b"]
+
+
+def test_float32_thresholds_round_down():
+    t = np.array([0.1, -0.1, 1.0, 1e39, -1e39, np.inf, 0.0, 2.0 ** -140])
+    t32 = float32_thresholds(t)
+    assert t32.dtype == np.float32
+    assert np.all(t32.astype(np.float64) <= t)
+    with np.errstate(over="ignore"):
+        up = np.nextafter(t32, np.float32(np.inf)).astype(np.float64)
+    assert np.all((up > t) | np.isinf(t))          # the largest float32 below t
+    assert t32[2] == 1.0 and t32[5] == np.inf and t32[3] == np.finfo(np.float32).max
+
+
+def test_bad_arguments(bit_model):
+    with pytest.raises(NotFittedError):
+        to_onnx(bpt.BoostedInformationTree())
+    with pytest.raises(ValueError, match="dtype"):
+        to_onnx(bit_model, dtype="float16")
+    with pytest.raises(ValueError, match="ml_opset"):
+        to_onnx(bit_model, dtype="float64", ml_opset=1)
