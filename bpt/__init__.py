@@ -10,13 +10,16 @@ coefficients_from_derivatives
     Converts generator derivative weights into the BIT's ``y`` layout.
 make_terms
     The polynomial terms (linear, then quadratic) used by both estimators.
+load
+    Read an estimator saved with ``est.save(path)`` (safe: no code is executed).
 """
 
 from ._bit import BoostedInformationTree
 from ._bpt import BoostedParametricTree
+from ._io import load
 from ._terms import coefficients_from_derivatives, make_terms
 
 __version__ = "0.1.0"
 
-__all__ = ["BoostedInformationTree", "BoostedParametricTree", "coefficients_from_derivatives", "make_terms",
-           "__version__"]
+__all__ = ["BoostedInformationTree", "BoostedParametricTree", "coefficients_from_derivatives",
+           "load", "make_terms", "__version__"]

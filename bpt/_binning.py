@@ -22,7 +22,7 @@ def midpoint(lo, hi):
     """A threshold t with lo <= t < hi (midpoint unless rounding would reach hi)."""
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
-    mid = lo + (hi - lo) / 2.0
+    mid = 0.5 * lo + 0.5 * hi          # no overflow even for |x| ~ 1e308
     return np.where(mid >= hi, lo, mid)
 
 

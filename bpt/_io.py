@@ -175,7 +175,10 @@ def write_container(target, kind, meta, arrays):
 
 # ===================================================================== reading
 def _read_all(source):
-    """(first 12 bytes, rest) of a path or binary file object; checks the magic first."""
+    """(format version, whole file as uint8 array) of a path or binary file object.
+
+    The magic and version are checked on the first 12 bytes before the rest is read.
+    """
     if isinstance(source, (str, bytes, os.PathLike)):
         with open(source, "rb") as f:
             return _read_stream(f, os.fstat(f.fileno()).st_size)
@@ -268,13 +271,13 @@ def _read_v1(buf):
         raise ValueError(f"corrupt JSON header: {exc}") from None
     if not isinstance(header, dict) or sorted(header) != sorted(_HEADER_KEYS):
         raise ValueError(f"the JSON header must have exactly the keys {list(_HEADER_KEYS)}")
-    kind, version, meta = header["kind"], header["bpt_version"], header["meta"]
-    if not (isinstance(kind, str) and isinstance(version, str) and isinstance(meta, dict)):
+    kind, written_by, meta = header["kind"], header["bpt_version"], header["meta"]
+    if not (isinstance(kind, str) and isinstance(written_by, str) and isinstance(meta, dict)):
         raise ValueError("the JSON header has fields of the wrong type")
     if _RESERVED_META.intersection(meta):
         raise ValueError("the JSON meta uses reserved keys")
     arrays = _arrays_v1(header["arrays"], buf[data_start:], data_len)
-    meta = dict(meta, kind=kind, bpt_version=version, format_version=1)
+    meta = dict(meta, kind=kind, bpt_version=written_by, format_version=1)
     return meta, arrays
 
 

@@ -80,8 +80,8 @@ def to_onnx(est, dtype="float32", ml_opset=3, path=None):
     dtype : {"float32", "float64"}
         Type of the graph input ``X`` (N, n_features).
     ml_opset : {3, 1}
-        ai.onnx.ml opset: 3 stores float64 thresholds and values (ONNX Runtime
-        >= 1.9); 1 stores float32 ones (float32 input only).  See module notes.
+        ai.onnx.ml opset: 3 stores float64 thresholds and values; 1 stores float32
+        ones (float32 input only) for runtimes without opset 3.  See module notes.
     path : str, optional
         Also write the model there.
 

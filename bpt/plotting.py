@@ -367,6 +367,20 @@ def _crossings(x, y, level):
     return out
 
 
+def _refined_minimum(x, y):
+    """Grid minimum, refined by the parabola through it and its two neighbours."""
+    i = int(np.nanargmin(y))
+    if 0 < i < len(x) - 1 and np.all(np.isfinite(y[i - 1:i + 2])):
+        x0, x1, x2 = x[i - 1:i + 2]
+        y0, y1, y2 = y[i - 1:i + 2]
+        den = (x0 - x1) * (x0 - x2) * (x1 - x2)
+        a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / den
+        b = (x2 * x2 * (y0 - y1) + x1 * x1 * (y2 - y0) + x0 * x0 * (y1 - y2)) / den
+        if a > 0:
+            return float(np.clip(-b / (2 * a), x0, x2))
+    return float(x[i])
+
+
 def _interval(x, y, level, best):
     """(low, high) around ``best``; None at an end means the scan does not reach it."""
     cr = np.asarray(_crossings(x, y, level))
@@ -396,7 +410,7 @@ def plot_scan(thetas, t, ax=None, *, label=None, parameter_name=None,
     """A 1D profile-likelihood scan t(theta) with 68% / 95% CL lines and the best fit.
 
     ``t`` is shifted so that its minimum is 0 (Delta t).  The best fit (grid
-    minimum) is marked; the legend gives it with the 68% interval, read off by
+    minimum refined by a parabola through its neighbours) is marked; the legend gives it with the 68% interval, read off by
     linear interpolation of the scan.  Calling again on the same Axes overlays
     another scan (the CL lines are drawn once).
 
@@ -433,8 +447,7 @@ def plot_scan(thetas, t, ax=None, *, label=None, parameter_name=None,
     if not np.any(np.isfinite(y)):
         raise ValueError("t has no finite values")
     y = y - np.nanmin(y)
-    best_i = int(np.nanargmin(y))
-    best = x[best_i]
+    best = _refined_minimum(x, y)
     lo, hi = _interval(x, y, levels[0], best) if len(levels) else (None, None)
 
     def fmt(v):
@@ -456,7 +469,9 @@ def plot_scan(thetas, t, ax=None, *, label=None, parameter_name=None,
         if np.nanmax(y) > top:
             ax.set_ylim(-0.05 * top, top)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    # above the Axes: a scan's arms fill the upper part of the plot
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False,
+              ncol=1)
     return ax
 
 

@@ -46,7 +46,7 @@ _FASTMATH = {"reassoc", "contract"}     # vectorised sums; NaN/inf semantics kep
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois,
            rs, re, ss, se, fc, logc, dlogc, mv, JT, out, bad):
-    n_par = dlogc.shape[0 + 1]
+    n_par = dlogc.shape[1]
     n_proc = rs.shape[0]
     n_col = mv.shape[0]
     use_rows = rows.shape[0] > 0

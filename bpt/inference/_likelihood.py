@@ -44,6 +44,12 @@ class Layout:
         self.ha = np.where(quad, ta_, -1).astype(np.int64)
         self.hb = np.where(quad, tb_, -1).astype(np.int64)
         self.hv = np.where(self.square, 2.0, np.where(self.cross, 1.0, 0.0))
+        # columns that hold polynomial coefficients (not fractions)
+        active = np.zeros(self.ta.shape[0], dtype=bool)
+        for p in range(self.rs.shape[0]):
+            active[self.rs[p]:self.se[p]] = True
+        self.active = active
+        self.ha = np.where(active, self.ha, -1).astype(np.int64)
 
     @property
     def n_columns(self):
@@ -54,15 +60,25 @@ class Layout:
         return (self.rs, self.re, self.ss, self.se, self.fc)
 
     def columns_at(self, z):
-        """Per-column monomial values and first derivatives at z (kernel inputs)."""
+        """Monomial values (C,) and transposed Jacobian JT (n_par, C) at z."""
         ta = np.maximum(self.ta, 0)
         tb = np.where(self.quad, self.tb, 0)
         za, zb = z[ta], z[tb]
         mv = np.where(self.quad, za * zb, za)
         ga = np.where(self.square, 2.0 * za, np.where(self.cross, zb, 1.0))
         gb = np.where(self.cross, za, 0.0)
-        return (np.ascontiguousarray(mv), self.ja, np.ascontiguousarray(ga), self.jb,
-                np.ascontiguousarray(gb), self.ha, self.hb, self.hv)
+        n_par = self.lognorm.shape[1]
+        JT = np.zeros((n_par, self.n_columns))
+        cols = np.arange(self.n_columns)
+        m = self.active
+        np.add.at(JT, (self.ja[m], cols[m]), ga[m])
+        mc = m & self.cross
+        np.add.at(JT, (self.jb[mc], cols[mc]), gb[mc])
+        return np.ascontiguousarray(np.where(m, mv, 0.0)), JT
+
+    @property
+    def Hm(self):
+        return (self.ha, self.hb, self.hv)
 
     def sub(self, p):
         """The layout of process p's simulation block: its R then S columns, no fraction."""
@@ -124,13 +140,14 @@ class Likelihood:
         n = self.n_par
         val, G, H = 0.0, np.zeros(n), np.zeros((n, n))
         lay_full = self.layout
-        cols = lay_full.columns_at(z)
+        mv, JT = lay_full.columns_at(z)
         logc_all = lay_full.lognorm @ z
         for p, (lay, lo, hi, coef, w) in enumerate(self.sim):
-            sub_cols = tuple(np.ascontiguousarray(c[lo:hi]) for c in cols)
             logc = np.array([logc_all[p]])
-            v, g, h, _, _ = accumulate(coef, _EMPTY_I, w, False, order, lay.blocks, logc,
-                                       lay.lognorm, sub_cols, parallel=parallel)
+            v, g, h, _, _ = accumulate(coef, _EMPTY_I, w, False, order, self.n_pois, lay.blocks,
+                                       logc, lay.lognorm, np.ascontiguousarray(mv[lo:hi]),
+                                       np.ascontiguousarray(JT[:, lo:hi]), lay.Hm,
+                                       parallel=parallel)
             val += v
             G += g
             H += h
@@ -139,10 +156,10 @@ class Likelihood:
     def data_term(self, z, data, order=0, parallel=True):
         coef, rows, weight = data
         lay = self.layout
-        cols = lay.columns_at(z)
+        mv, JT = lay.columns_at(z)
         logc = lay.lognorm @ z
-        return accumulate(coef, rows, weight, True, order, lay.blocks, logc, lay.lognorm, cols,
-                          parallel=parallel)
+        return accumulate(coef, rows, weight, True, order, self.n_pois, lay.blocks, logc,
+                          lay.lognorm, mv, JT, lay.Hm, parallel=parallel)
 
     def evaluate(self, z, data, order=0, parallel=True):
         """(q, grad, hess, n_bad, first_bad); q is meaningless when n_bad > 0."""
@@ -174,8 +191,7 @@ class Likelihood:
     def expected_weights(self, z, sim_coef_blocks):
         """Expected weight of every simulated event at z (process order)."""
         out = []
-        cols = self.layout.columns_at(z)
-        mv = cols[0]
+        mv, _ = self.layout.columns_at(z)
         logc = self.layout.lognorm @ z
         for p, (coef, w) in enumerate(sim_coef_blocks):
             lay, lo, hi = self.layout.sub(p)
