@@ -636,7 +636,20 @@ class ToyPhysics:
         return sig + bkg
 
     def normalisation_factor(self, nu_norm, process="background"):
-        """Yield factor ``alpha_p(nu_norm)``: ``(1 + kappa)^nu_norm`` for the background, 1 for the signal."""
+        """Yield factor ``alpha_p(nu_norm)`` of a process.
+
+        Parameters
+        ----------
+        nu_norm : float
+            Normalisation nuisance.
+        process : {"signal", "background"}, default="background"
+
+        Returns
+        -------
+        float
+            ``(1 + background_norm_uncertainty) ** nu_norm`` for the background,
+            1 for the signal (its rate is fixed by theta).
+        """
         self._process(process)
         return self._norm(process, nu_norm)
 

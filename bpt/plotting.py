@@ -409,15 +409,16 @@ def plot_scan(thetas, t, ax=None, *, label=None, parameter_name=None,
               levels=LEVELS_1D, level_labels=_LEVEL_LABELS, truth=None, color=None):
     """A 1D profile-likelihood scan t(theta) with 68% / 95% CL lines and the best fit.
 
-    ``t`` is shifted so that its minimum is 0 (Delta t).  The best fit (grid
-    minimum refined by a parabola through its neighbours) is marked; the legend gives it with the 68% interval, read off by
-    linear interpolation of the scan.  Calling again on the same Axes overlays
-    another scan (the CL lines are drawn once).
+    ``t`` is shifted so that its minimum is 0 (Delta t).  The best fit (the grid
+    minimum refined by a parabola through its neighbours) is marked; the legend
+    gives it with the 68% interval, read off by linear interpolation of the scan.
+    Calling again on the same Axes overlays another scan (the CL lines are drawn
+    once).
 
     Parameters
     ----------
     thetas : array (n,)
-        Scanned parameter values (sorted).
+        Scanned parameter values (any order).
     t : array (n,)
         Test statistic at each value, e.g. -2 (max_nu q(theta, nu) - max q).
     ax : Axes, optional
@@ -429,7 +430,7 @@ def plot_scan(thetas, t, ax=None, *, label=None, parameter_name=None,
         Delta t of the horizontal lines (68% / 95% CL for one parameter).
     level_labels : sequence of str
     truth : float, optional
-        True value, drawn as a vertical dotted line.
+        True value, drawn as a vertical dash-dotted line.
     color : matplotlib colour, optional
 
     Returns

@@ -16,8 +16,8 @@ from ._likelihood import RateError
 __all__ = ["FitResult", "ProfileResult", "ScanResult", "maximize", "scan_task"]
 
 # Stop when the Newton decrement (the predicted gain of q from one more Newton step) is
-# below this, in units of q (t = -2 q, so t is accurate to ~1e-8).
-Q_TOL = 5e-9
+# below this, in units of q (t = -2 q, so t is accurate to ~2e-7).
+Q_TOL = 1e-7
 
 
 @dataclass
@@ -76,37 +76,60 @@ class ScanResult:
 
 
 class _Objective:
-    """-q and derivatives over the free parameters; remembers recent evaluations."""
+    """-q and derivatives over the free parameters; remembers recent evaluations.
 
-    def __init__(self, lik, data, z0, free, parallel):
+    Hessian policy: the exact Hessian (an order-2 kernel pass, several times the cost of
+    value + gradient) is computed at the first point unless ``H_init`` (the full Hessian
+    at a nearby point, e.g. the previous scan point) is given, whenever ``refresh`` is
+    set (slow convergence), and after ``EXACT_EVERY`` evaluations with a frozen one.  In
+    between the last exact Hessian is reused: the gradient is always exact, so the
+    maximum found is exact; only the number of steps depends on the Hessian.
+    """
+
+    EXACT_EVERY = 4
+
+    def __init__(self, lik, data, z0, free, parallel, H_init=None):
         self.lik, self.data, self.parallel = lik, data, parallel
         self.z0 = np.array(z0, dtype=np.float64)
         self.free = free
         self.cache = {}
         self.n_eval = 0
+        self.H_full = None if H_init is None else np.array(H_init, dtype=np.float64)
+        self.since_exact = 0
+        self.refresh = False
 
     def full(self, x):
         z = self.z0.copy()
         z[self.free] = x
         return z
 
-    def get(self, x):
-        """(-q, -grad, -hess) over the free parameters, ok, (q, G, H) in full."""
+    def get(self, x, exact=False):
+        """(-q, -grad, -hess) over the free parameters, ok, (q, G, H, H_is_exact) in full."""
         key = np.asarray(x, dtype=np.float64).tobytes()
         hit = self.cache.get(key)
-        if hit is None:
-            z = self.full(x)
-            q, G, H, n_bad, _ = self.lik.evaluate(z, self.data, 2, self.parallel)
-            self.n_eval += 1
-            n = x.shape[0]
-            if n_bad:
-                hit = (np.inf, np.zeros(n), np.zeros((n, n)), False, None)
+        if hit is not None and (not exact or hit[4] is None or hit[4][3]):
+            return hit
+        z = self.full(x)
+        exact = (exact or self.H_full is None or self.refresh
+                 or self.since_exact >= self.EXACT_EVERY)
+        q, G, H, n_bad, _ = self.lik.evaluate(z, self.data, 2 if exact else 1, self.parallel)
+        self.n_eval += 1
+        n = x.shape[0]
+        if n_bad:
+            hit = (np.inf, np.zeros(n), np.zeros((n, n)), False, None)
+        else:
+            if exact:
+                self.H_full = H
+                self.since_exact = 0
+                self.refresh = False
             else:
-                f = self.free
-                hit = (-q, -G[f], -H[np.ix_(f, f)], True, (q, G, H))
-            if len(self.cache) > 8:
-                self.cache.pop(next(iter(self.cache)))
-            self.cache[key] = hit
+                H = self.H_full
+                self.since_exact += 1
+            f = self.free
+            hit = (-q, -G[f], -H[np.ix_(f, f)], True, (q, G, H, exact))
+        if len(self.cache) > 8:
+            self.cache.pop(next(iter(self.cache)))
+        self.cache[key] = hit
         return hit
 
     def fun(self, x):
@@ -129,18 +152,17 @@ def _decrement(g, H):
     return 0.5 * float(y @ y)
 
 
-class _Converged(Exception):
-    pass
+def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact_hessian=False):
+    """Maximise q over ``z[free]`` from z0 with scipy's trust-exact method.
 
-
-def maximize(lik, data, z0, free, parallel=True, maxiter=200):
-    """Maximise q over ``z[free]`` from z0.  Returns (z, q, G, H, success, message, n_eval).
-
+    Returns (z, q, G, H, success, message, n_eval): the maximum, q there, the full
+    gradient there and the full Hessian (exact at z if ``exact_hessian``, else the
+    last exact one, computed at a point of the optimisation path).
     Raises RateError when z0 itself has an event with rate <= 0.
     """
     z0 = np.asarray(z0, dtype=np.float64)
     free = np.asarray(free, dtype=bool)
-    obj = _Objective(lik, data, z0, free, parallel)
+    obj = _Objective(lik, data, z0, free, parallel, H_init)
     x0 = z0[free]
     f0, g0, H0, ok, _ = obj.get(x0)
     if not ok:
@@ -156,14 +178,16 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200):
             radius = float(np.clip(step, 1e-4, 1e3)) if np.all(np.linalg.eigvalsh(H0) > 0) else 1.0
         except np.linalg.LinAlgError:
             radius = 1.0
-        state = {"x": x0}
+        last = {"dec": _decrement(g0, H0)}
 
         def callback(intermediate_result):
-            x = intermediate_result.x
-            state["x"] = np.array(x)
-            _, g, H, _, _ = obj.get(x)
-            if _decrement(g, H) <= Q_TOL:
+            _, g, H, _, _ = obj.get(np.asarray(intermediate_result.x, dtype=np.float64))
+            dec = _decrement(g, H)
+            if dec <= Q_TOL:
                 raise StopIteration
+            if dec > 0.05 * last["dec"]:
+                obj.refresh = True          # slow progress: use an exact Hessian next
+            last["dec"] = dec
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -182,13 +206,34 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200):
             success, message = False, f"not converged: {res.message} (Newton decrement {dec:.3g})"
     else:
         x = x0
-    q, G, H = obj.get(x)[4]
+    q, G, H, is_exact = obj.get(x, exact=exact_hessian)[4]
     return obj.full(x), float(q), G, H, success, message, obj.n_eval
 
 
-def scan_task(lik, data, fixed, values, z_start, parallel):
-    """Profile at each row of ``values`` (for the parameters ``fixed``), warm-starting
-    each point from the previous solution.  Returns (q (m,), z (m, n_par), success (m,))."""
+def _predict_start(z, H, fixed, free, dv):
+    """First-order path of the profiled parameters: dz_free = -H_ff^-1 H_fx dv."""
+    Hff = H[np.ix_(free, free)]
+    Hfx = H[np.ix_(free, fixed)]
+    try:
+        if np.all(np.linalg.eigvalsh(-Hff) > 0):
+            out = z.copy()
+            out[fixed] += dv
+            out[free] -= np.linalg.solve(Hff, Hfx @ dv)
+            return out
+    except np.linalg.LinAlgError:
+        pass
+    out = z.copy()
+    out[fixed] += dv
+    return out
+
+
+def scan_task(lik, data, fixed, values, z_start, parallel, H_start=None):
+    """Profile at each row of ``values`` (for the parameters ``fixed``).
+
+    Every point starts from the previous solution moved along the first-order path of
+    the profiled parameters (implicit function theorem with the previous Hessian), and
+    reuses that Hessian.  Returns (q (m,), z (m, n_par), success (m,)).
+    """
     fixed = np.asarray(fixed, dtype=np.int64)
     free = np.ones(lik.n_par, dtype=bool)
     free[fixed] = False
@@ -197,16 +242,18 @@ def scan_task(lik, data, fixed, values, z_start, parallel):
     zs = np.empty((m, lik.n_par))
     ok = np.zeros(m, dtype=bool)
     z = np.array(z_start, dtype=np.float64)
+    H = H_start
     for k in range(m):
-        start = z.copy()
+        dv = values[k] - z[fixed]
+        start = _predict_start(z, H, fixed, free, dv) if H is not None else z.copy()
         start[fixed] = values[k]
         try:
-            zk, q, _, _, s, _, _ = maximize(lik, data, start, free, parallel)
+            zk, q, _, H, s, _, _ = maximize(lik, data, start, free, parallel, H_init=H)
         except RateError:
-            # the previous solution is not valid here: retry from the given start point
+            # the extrapolated start is not valid here: retry from the scan's start point
             start = np.array(z_start, dtype=np.float64)
             start[fixed] = values[k]
-            zk, q, _, _, s, _, _ = maximize(lik, data, start, free, parallel)
+            zk, q, _, H, s, _, _ = maximize(lik, data, start, free, parallel)
         qs[k], zs[k], ok[k] = q, zk, s
         z = zk
     return qs, zs, ok

@@ -5,7 +5,7 @@ coefficient array.  Process p owns the columns ``[rs[p], re[p])`` (BIT coefficie
 R_A, polynomial in theta), then ``[ss[p], se[p])`` (merged BPT coefficients Delta_A,
 exponentiated polynomial in nu), then optionally the column ``fc[p]`` (its SM fraction
 f_p; -1 = 1).  Per evaluation point z = (theta, nu) the caller passes the monomial
-values ``mv[c]`` = m_c(z), the transposed Jacobian ``JT[k, c]`` = d m_c / d z_k and
+values ``mv[c]`` = m_c(z), the Jacobian ``J[c, k]`` = d m_c / d z_k and
 ``logc[p]``, ``dlogc[p]`` = log(L(nu) alpha_p(nu)) and its gradient.
 
 Per event i the kernel computes, for every process,
@@ -45,10 +45,14 @@ _FASTMATH = {"reassoc", "contract"}     # vectorised sums; NaN/inf semantics kep
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois,
-           rs, re, ss, se, fc, logc, dlogc, mv, JT, out, bad):
-    n_par = dlogc.shape[1]
-    n_proc = rs.shape[0]
-    n_col = mv.shape[0]
+           rs, re, ss, se, fc, logc, dlogc, mv, J, out, bad):
+    # Inner loops index with unsigned integers: numba then emits no negative-index
+    # wraparound code, which lets LLVM vectorise them (about 2x faster).
+    u0 = np.uint64(0)
+    n_par = np.uint64(dlogc.shape[1])
+    n_proc = np.uint64(rs.shape[0])
+    n_col = np.uint64(mv.shape[0])
+    P = np.uint64(n_pois)
     use_rows = rows.shape[0] > 0
     use_weight = weight.shape[0] > 0
     e = np.empty(n_proc)
@@ -73,17 +77,18 @@ def _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois,
         r = 0.0
         for p in range(n_proc):
             R = 1.0
-            for c in range(rs[p], re[p]):
+            for c in range(np.uint64(rs[p]), np.uint64(re[p])):
                 R += x[c] * mv[c]
             g = logc[p]
-            for c in range(ss[p], se[p]):
+            for c in range(np.uint64(ss[p]), np.uint64(se[p])):
                 g += x[c] * mv[c]
             f = 1.0
             if fc[p] >= 0:
-                f = x[fc[p]]
-            e[p] = f * math.exp(g)
-            T[p] = e[p] * R
-            r += T[p]
+                f = x[np.uint64(fc[p])]
+            ep = f * math.exp(g)
+            e[p] = ep
+            T[p] = ep * R
+            r += ep * R
         if log_mode:
             if not (r > 0.0) or r == math.inf:
                 n_bad += 1
@@ -100,9 +105,9 @@ def _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois,
         for p in range(n_proc):
             se_ = s * e[p]
             st = s * T[p]
-            for c in range(rs[p], re[p]):
+            for c in range(np.uint64(rs[p]), np.uint64(re[p])):
                 U[c] += se_ * x[c]
-            for c in range(ss[p], se[p]):
+            for c in range(np.uint64(ss[p]), np.uint64(se[p])):
                 U[c] += st * x[c]
             V[p] += st
         if order == 1:
@@ -111,35 +116,33 @@ def _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois,
         for a in range(n_par):
             dr[a] = 0.0
         for p in range(n_proc):
-            has_r = re[p] > rs[p]
-            if has_r:
-                for a in range(n_pois):
-                    acc = 0.0
-                    for c in range(rs[p], re[p]):
-                        acc += JT[a, c] * x[c]
-                    gR[a] = acc
-            for a in range(n_pois, n_par):
-                acc = dlogc[p, a]
-                for c in range(ss[p], se[p]):
-                    acc += JT[a, c] * x[c]
-                gS[a] = acc
-            ep, tp = e[p], T[p]
-            for a in range(n_pois):
-                if has_r:
-                    dr[a] += ep * gR[a]
-            for a in range(n_pois, n_par):
-                dr[a] += tp * gS[a]
-            se_ = s * ep
+            for a in range(P, n_par):
+                gS[a] = dlogc[p, a]
+            for c in range(np.uint64(ss[p]), np.uint64(se[p])):
+                xc = x[c]
+                for a in range(P, n_par):
+                    gS[a] += xc * J[c, a]
+            ep = e[p]
+            tp = T[p]
             st = s * tp
-            if has_r:
-                for a in range(n_pois):
-                    ca = se_ * gR[a]
-                    for b in range(n_pois, n_par):
-                        H[a, b] += ca * gS[b]
-            for a in range(n_pois, n_par):
+            for a in range(P, n_par):
+                dr[a] += tp * gS[a]
                 ca = st * gS[a]
                 for b in range(a, n_par):
                     H[a, b] += ca * gS[b]
+            if re[p] > rs[p]:
+                for a in range(u0, P):
+                    gR[a] = 0.0
+                for c in range(np.uint64(rs[p]), np.uint64(re[p])):
+                    xc = x[c]
+                    for a in range(u0, P):
+                        gR[a] += xc * J[c, a]
+                se_ = s * ep
+                for a in range(u0, P):
+                    dr[a] += ep * gR[a]
+                    ca = se_ * gR[a]
+                    for b in range(P, n_par):
+                        H[a, b] += ca * gS[b]
         if log_mode:
             c2 = s / r
             for a in range(n_par):
@@ -164,24 +167,24 @@ def _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois,
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _run_parallel(n, coef, rows, weight, log_mode, order, n_pois, rs, re, ss, se, fc, logc,
-                  dlogc, mv, JT, out, bad):
+                  dlogc, mv, J, out, bad):
     n_chunks = out.shape[0]
     for k in numba.prange(n_chunks):
         lo = k * CHUNK
         hi = min(n, lo + CHUNK)
         _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois, rs, re, ss, se, fc, logc,
-               dlogc, mv, JT, out[k], bad[k])
+               dlogc, mv, J, out[k], bad[k])
 
 
 @numba.njit(cache=True, nogil=True)
 def _run_serial(n, coef, rows, weight, log_mode, order, n_pois, rs, re, ss, se, fc, logc,
-                dlogc, mv, JT, out, bad):
+                dlogc, mv, J, out, bad):
     n_chunks = out.shape[0]
     for k in range(n_chunks):
         lo = k * CHUNK
         hi = min(n, lo + CHUNK)
         _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois, rs, re, ss, se, fc, logc,
-               dlogc, mv, JT, out[k], bad[k])
+               dlogc, mv, J, out[k], bad[k])
 
 
 def accumulate(coef, rows, weight, log_mode, order, n_pois, blocks, logc, dlogc, mv, JT, Hm,
@@ -201,7 +204,7 @@ def accumulate(coef, rows, weight, log_mode, order, n_pois, blocks, logc, dlogc,
     bad = np.zeros((n_chunks, 2), dtype=np.int64)
     run = _run_parallel if (parallel and n_chunks > 1) else _run_serial
     run(n, coef, rows, weight, bool(log_mode), int(order), int(n_pois), *blocks, logc, dlogc,
-        mv, JT, out, bad)
+        mv, np.ascontiguousarray(JT.T), out, bad)
     tot = out.sum(axis=0)
     val = float(tot[0])
     U = tot[1:1 + n_col]

@@ -577,7 +577,7 @@ class AdditiveModel:
     def _fit(self, lik, data, parallel=True):
         z0 = np.zeros(lik.n_par)
         z, q, G, H, ok, msg, n_eval = maximize(lik, data, z0, np.ones(lik.n_par, dtype=bool),
-                                               parallel)
+                                               parallel, exact_hessian=True)
         try:
             cov = np.linalg.inv(-H)
         except np.linalg.LinAlgError:
@@ -647,7 +647,7 @@ class AdditiveModel:
         z_hat = np.concatenate([fit.theta, fit.nu])
         chunks = np.array_split(np.arange(vals.shape[0]), n_tasks(n_jobs, vals.shape[0]))
         parts = run_tasks(_scan_chunk, [vals[c] for c in chunks], n_jobs, lik, data, fixed,
-                          z_hat)
+                          z_hat, fit.hessian)
         qs = np.concatenate([p[0] for p in parts])
         zs = np.concatenate([p[1] for p in parts])
         ok = np.concatenate([p[2] for p in parts])
@@ -656,7 +656,8 @@ class AdditiveModel:
             # the global fit missed the maximum: restart it from the best scanned point
             best = zs[int(np.argmax(qs))]
             z, q, G, H, s, msg, n_eval = maximize(lik, data, best,
-                                                  np.ones(lik.n_par, dtype=bool))
+                                                  np.ones(lik.n_par, dtype=bool),
+                                                  exact_hessian=True)
             if q > q_max:
                 P = self.n_pois
                 try:
@@ -690,7 +691,7 @@ class AdditiveModel:
         sigma = float(np.sqrt(fit.covariance[j, j])) if fit.covariance[j, j] > 0 else 1.0
         if not np.isfinite(sigma) or sigma <= 0:
             sigma = 1.0
-        return tuple(_endpoint(lik, data, j, z_hat, fit.q, crit, sigma, side)
+        return tuple(_endpoint(lik, data, j, z_hat, fit.hessian, fit.q, crit, sigma, side)
                      for side in (-1.0, 1.0))
 
     # ------------------------------------------------------------------ pseudo-data
@@ -788,30 +789,30 @@ def _check_n_toys(n_toys):
     return int(n_toys)
 
 
-def _scan_chunk(lik, data, fixed, z_hat, values, parallel):
-    return scan_task(lik, data, fixed, values, z_hat, parallel)
+def _scan_chunk(lik, data, fixed, z_hat, H_hat, values, parallel):
+    return scan_task(lik, data, fixed, values, z_hat, parallel, H_hat)
 
 
 def _coverage_chunk(lik, coef, w_exp, signed, fixed, values, z_true, seeds, parallel):
     return coverage_task(lik, coef, w_exp, signed, fixed, values, z_true, seeds, parallel)
 
 
-def _endpoint(lik, data, j, z_hat, q_max, crit, sigma, side, max_iter=100):
+def _endpoint(lik, data, j, z_hat, H_hat, q_max, crit, sigma, side, max_iter=100):
     """theta_j where the profiled t crosses ``crit`` on ``side`` of the MLE."""
     free = np.ones(lik.n_par, dtype=bool)
     free[j] = False
     theta_hat = z_hat[j]
-    state = {"z": z_hat.copy()}
+    state = {"z": z_hat.copy(), "H": H_hat}
 
     def prof(v):
         start = state["z"].copy()
         start[j] = v
         try:
-            z, q, G, _, _, _, _ = maximize(lik, data, start, free)
+            z, q, G, H, _, _, _ = maximize(lik, data, start, free, H_init=state["H"])
         except RateError as exc:
             raise RateError(f"while profiling the interval of {lik.names[0][j]} at {v:.6g}: "
                             f"{exc}") from None
-        state["z"] = z
+        state["z"], state["H"] = z, H
         return -2.0 * (q - q_max), -2.0 * G[j]
 
     xtol = 1e-7 * sigma
