@@ -123,8 +123,7 @@ class BaseBoostedTrees(BaseEstimator):
             eta = self._learning_rate(b)
             rows = np.arange(n, dtype=np.int64)
             tree = grower.grow(rows)
-            for start, stop, upd, _ in tree.leaf_ranges:
-                loss.update(data, rows, start, stop, upd, eta)
+            loss.update(data, rows, tree, eta)
             train_loss.append(loss.end_tree(data, tree, eta))
             ens.add(tree, eta)
             if validation is not None:

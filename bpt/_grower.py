@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from ._binning import midpoint
-from ._histogram import build_histogram, node_sums, subtract_histogram
+from ._histogram import build_histogram, node_stats, subtract_histogram
 from ._splitting import find_split_exact, find_split_hist
 
 
@@ -88,48 +88,47 @@ class TreeGrower:
         self.min_samples_leaf = min_samples_leaf
         self.min_weight_leaf = float(min_weight_leaf)
         self.split = split
+        self._buffer = None       # ordered targets of a node (reused)
 
-    def grow(self, rows, root_sums=None, root_counts=None):
+    def grow(self, rows):
+        """Grow a tree on ``rows`` (int64, permuted in place so each node is a range)."""
         d, loss = self.data, self.loss
         n = rows.shape[0]
         buf = np.empty(n, dtype=rows.dtype)
         K, C = loss.n_sums, loss.n_counts
-        if root_sums is None:
-            root_sums, root_counts = node_sums(rows, 0, n, d.Y, d.cls, loss.onehot, K, C)
-        nodes = []   # dicts: start, stop, depth, sums, counts
+        hist_mode = self.split == "hist"
+        if hist_mode and self._buffer is None:
+            # only the smaller child of a split is accumulated: at most n // 2 rows
+            self._buffer = np.empty((n // 2 + 1) * d.Y.shape[1] if not loss.onehot else 0)
+        nodes = []   # dicts: start, stop, depth, stats
 
-        def new_node(start, stop, depth, sums, counts):
-            nodes.append(dict(start=start, stop=stop, depth=depth, sums=sums, counts=counts,
+        def new_node(start, stop, depth, stats):
+            nodes.append(dict(start=start, stop=stop, depth=depth, stats=stats,
                               feature=-1, threshold=0.0, left=-1, right=-1, gain=0.0))
             return len(nodes) - 1
 
-        hist_mode = self.split == "hist"
-        root = new_node(0, n, 0, root_sums, root_counts)
+        root = new_node(0, n, 0, node_stats(rows, 0, n, d.Y, d.cls, loss.onehot, K, C))
         hists = {}
         if hist_mode and self.max_depth > 0:
             hists[root] = self._histogram(rows, 0, n)
-        stack = [root]
-        while stack:
-            nid = stack.pop(0)       # breadth first: depth-wise growth
+        queue = [root]
+        for nid in queue:            # breadth first: depth-wise growth
             nd = nodes[nid]
-            if nd["depth"] >= self.max_depth:
-                continue
+            h = hists.pop(nid, None)
             start, stop = nd["start"], nd["stop"]
-            if stop - start < 2 * self.min_samples_leaf:
-                hists.pop(nid, None)
+            if nd["depth"] >= self.max_depth or stop - start < 2 * self.min_samples_leaf:
                 continue
             if hist_mode:
-                h, c = hists.pop(nid)
-                f, b, gain, lsums, lcounts = find_split_hist(
-                    h, c, d.n_bins, nd["sums"], nd["counts"], loss.kind, loss.P,
+                f, b, gain, left = find_split_hist(
+                    h, d.n_bins, nd["stats"], K, loss.kind, loss.P,
                     self.min_samples_leaf, self.min_weight_leaf)
                 if f < 0:
                     continue
                 thr = d.edges[f, b]
                 nl = _partition_binned(rows, start, stop, d.Xb[f], b, buf)
             else:
-                f, lo, hi, gain, lsums, lcounts = find_split_exact(
-                    d.X, rows, start, stop, d.Y, d.cls, loss.onehot, nd["sums"], nd["counts"],
+                f, lo, hi, gain, left = find_split_exact(
+                    d.X, rows, start, stop, d.Y, d.cls, loss.onehot, nd["stats"], K,
                     loss.kind, loss.P, self.min_samples_leaf, self.min_weight_leaf)
                 if f < 0:
                     continue
@@ -137,35 +136,35 @@ class TreeGrower:
                 nl = _partition_raw(rows, start, stop, d.X, f, thr, buf)
             mid = start + nl
             depth = nd["depth"] + 1
-            lid = new_node(start, mid, depth, lsums.copy(), lcounts.copy())
-            rid = new_node(mid, stop, depth, nd["sums"] - lsums, nd["counts"] - lcounts)
+            lid = new_node(start, mid, depth, left.copy())
+            rid = new_node(mid, stop, depth, nd["stats"] - left)
             nd.update(feature=int(f), threshold=thr, left=lid, right=rid, gain=float(gain))
             if hist_mode and depth < self.max_depth:
                 small, large = (lid, rid) if nl <= stop - mid else (rid, lid)
-                hs, cs = self._histogram(rows, nodes[small]["start"], nodes[small]["stop"])
-                subtract_histogram(h, c, hs, cs)
-                hists[small] = (hs, cs)
-                hists[large] = (h, c)
-            stack += [lid, rid]
+                hs = self._histogram(rows, nodes[small]["start"], nodes[small]["stop"])
+                subtract_histogram(h, hs)
+                hists[small] = hs
+                hists[large] = h
+            queue += [lid, rid]
         return self._finish(nodes)
 
     def _histogram(self, rows, start, stop):
         d, loss = self.data, self.loss
-        shape = (d.Xb.shape[0], int(d.n_bins.max()))
-        h = np.zeros(shape + (loss.n_sums,))
-        c = np.zeros(shape + (loss.n_counts,), dtype=np.int64)
-        build_histogram(d.Xb, rows, start, stop, d.Y, d.cls, loss.onehot, h, c)
-        return h, c
+        h = np.zeros((d.Xb.shape[0], int(d.n_bins.max()), loss.n_sums + loss.n_counts))
+        build_histogram(d.Xb, rows, start, stop, d.Y, d.cls, loss.onehot, loss.n_sums, h,
+                        self._buffer)
+        return h
 
     def _finish(self, nodes):
         m = len(nodes)
         value = np.zeros((m, self.loss.n_terms))
         leaf_ranges = []
         for j, nd in enumerate(nodes):
-            val, upd = self.loss.leaf(nd["sums"])
+            sums = nd["stats"][:self.loss.n_sums]
+            val, upd = self.loss.leaf(sums)
             value[j] = val
             if nd["left"] < 0:
-                leaf_ranges.append((nd["start"], nd["stop"], upd, nd["sums"]))
+                leaf_ranges.append((nd["start"], nd["stop"], upd, sums))
         return GrownTree(
             feature=np.array([nd["feature"] for nd in nodes], dtype=np.int64),
             threshold=np.array([nd["threshold"] for nd in nodes], dtype=np.float64),

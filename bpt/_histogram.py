@@ -1,10 +1,14 @@
 """Histograms: per node, per feature and per bin, the K weighted sums and C counts.
 
-``hist`` has shape (n_features, n_bins, K) float64 and ``counts`` shape
-(n_features, n_bins, C) int64.  The kernels run in parallel over features; each
-feature is accumulated by one thread in row order, so results do not depend on
-the number of threads.  The subtraction trick (sibling = parent - child) is done
-in place in the parent's buffer.
+``hist`` has shape (n_features, n_bins, K + C) float64: columns 0..K-1 hold the
+loss's weighted sums, columns K..K+C-1 the event counts (exact in float64 up to
+2**53 events), so that one bin is one contiguous record.  The kernels run in
+parallel over features; each feature is accumulated by one thread in row order,
+so results do not depend on the number of threads.  The subtraction trick
+(sibling = parent - child) is done in place in the parent's buffer.
+
+Before accumulating a node, its rows' targets are gathered into a contiguous
+buffer (``ordered``) so that every feature's pass reads them sequentially.
 """
 
 from __future__ import annotations
@@ -14,55 +18,97 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True)
-def build_histogram(Xb, rows, start, stop, Y, cls, onehot, hist, counts):
-    """Accumulate rows[start:stop] into zeroed ``hist`` / ``counts``."""
-    n_features = Xb.shape[0]
+def _gather(Y, rows, start, stop, out):
     K = Y.shape[1]
-    for f in prange(n_features):
-        x = Xb[f]
-        h = hist[f]
-        c = counts[f]
-        if onehot:
-            for ii in range(start, stop):
-                i = rows[ii]
-                b = x[i]
-                k = cls[i]
-                h[b, k] += Y[i, 0]
-                c[b, k] += 1
-        else:
-            for ii in range(start, stop):
-                i = rows[ii]
-                b = x[i]
-                c[b, 0] += 1
-                for k in range(K):
-                    h[b, k] += Y[i, k]
+    for ii in prange(start, stop):
+        i = rows[ii]
+        for k in range(K):
+            out[ii - start, k] = Y[i, k]
 
 
 @njit(parallel=True, cache=True)
-def subtract_histogram(parent_hist, parent_counts, child_hist, child_counts):
-    """parent -= child, in place (the parent's buffer becomes the sibling's)."""
-    n_features, n_bins, K = parent_hist.shape
-    C = parent_counts.shape[2]
+def _hist_dense(Xb, rows, start, stop, Yo, identity, hist):
+    n_features = Xb.shape[0]
+    K = Yo.shape[1]
     for f in prange(n_features):
-        for b in range(n_bins):
-            for k in range(K):
-                parent_hist[f, b, k] -= child_hist[f, b, k]
-            for k in range(C):
-                parent_counts[f, b, k] -= child_counts[f, b, k]
+        x = Xb[f]
+        h = hist[f]
+        if identity:
+            for ii in range(start, stop):
+                b = x[ii]
+                for k in range(K):
+                    h[b, k] += Yo[ii - start, k]
+                h[b, K] += 1.0
+        else:
+            for ii in range(start, stop):
+                b = x[rows[ii]]
+                for k in range(K):
+                    h[b, k] += Yo[ii - start, k]
+                h[b, K] += 1.0
+
+
+@njit(parallel=True, cache=True)
+def _hist_onehot(Xb, rows, start, stop, w, cls, n_cls, hist):
+    n_features = Xb.shape[0]
+    for f in prange(n_features):
+        x = Xb[f]
+        h = hist[f]
+        for ii in range(start, stop):
+            i = rows[ii]
+            b = x[i]
+            k = cls[i]
+            h[b, k] += w[i]
+            h[b, n_cls + k] += 1.0
+
+
+def build_histogram(Xb, rows, start, stop, Y, cls, onehot, n_sums, hist, buffer):
+    """Accumulate rows[start:stop] into the zeroed ``hist`` (see module docstring).
+
+    ``buffer`` is a float64 array with at least (stop - start) * Y.shape[1]
+    elements, reused between nodes for the ordered targets.
+    """
+    if onehot:
+        _hist_onehot(Xb, rows, start, stop, Y[:, 0], cls, n_sums, hist)
+        return
+    n = stop - start
+    identity = start == 0 and n == Y.shape[0] and _is_identity(rows)
+    if identity:
+        _hist_dense(Xb, rows, start, stop, Y, True, hist)
+        return
+    Yo = buffer[:n * Y.shape[1]].reshape(n, Y.shape[1])
+    _gather(Y, rows, start, stop, Yo)
+    _hist_dense(Xb, rows, start, stop, Yo, False, hist)
 
 
 @njit(cache=True)
-def node_sums(rows, start, stop, Y, cls, onehot, K, C):
-    """Total sums and counts of rows[start:stop] (float64 accumulation)."""
-    sums = np.zeros(K)
-    counts = np.zeros(C, dtype=np.int64)
+def _is_identity(rows):
+    for i in range(rows.shape[0]):
+        if rows[i] != i:
+            return False
+    return True
+
+
+@njit(cache=True)
+def subtract_histogram(parent, child):
+    """parent -= child, in place (the parent's buffer becomes the sibling's)."""
+    n_features, n_bins, m = parent.shape
+    for f in range(n_features):
+        for b in range(n_bins):
+            for k in range(m):
+                parent[f, b, k] -= child[f, b, k]
+
+
+@njit(cache=True)
+def node_stats(rows, start, stop, Y, cls, onehot, K, C):
+    """Sums and counts of rows[start:stop] as one vector (K sums, then C counts)."""
+    stats = np.zeros(K + C)
     for ii in range(start, stop):
         i = rows[ii]
         if onehot:
-            sums[cls[i]] += Y[i, 0]
-            counts[cls[i]] += 1
+            stats[cls[i]] += Y[i, 0]
+            stats[K + cls[i]] += 1.0
         else:
-            counts[0] += 1
+            stats[K] += 1.0
             for k in range(K):
-                sums[k] += Y[i, k]
-    return sums, counts
+                stats[k] += Y[i, k]
+    return stats

@@ -1,7 +1,7 @@
 """Losses: the only part of the engine that differs between BIT and BPT.
 
-Every loss sees a node through two vectors accumulated by the histogram
-kernels: ``sums`` (K float64 weighted sums) and ``counts`` (C event counts).
+Every loss sees a node through one float64 vector ``stats`` accumulated by the
+histogram kernels: K weighted sums, then C event counts.
 
 * BIT (``KIND_BIT``): one row of ``Y`` per event, ``Y[i] = (c0, U c_1..)``
   (Cholesky-transformed coefficients), C = 1.  Node score ``|S'|^2 / S0``
@@ -35,51 +35,73 @@ def _softplus(x):
 
 
 @njit(cache=True)
-def node_score(kind, sums, counts, P, min_samples, min_weight, scratch):
+def node_score(kind, stats, K, P, min_samples, min_weight, scratch):
     """Score of a node (higher is better); -inf if the node is not allowed.
 
-    ``scratch`` is a float64 work array of length >= len(sums) (no allocation here).
+    ``stats`` holds the K weighted sums, then the C event counts.  ``scratch`` is
+    a float64 work array of length >= K (no allocation here).
     """
     if kind == KIND_BIT:
-        if counts[0] < min_samples:
+        if stats[K] < min_samples:
             return _NEG_INF
-        s0 = sums[0]
+        s0 = stats[0]
         if not (s0 > 0.0) or s0 < min_weight:
             return _NEG_INF
         acc = 0.0
-        for a in range(1, sums.shape[0]):
-            acc += sums[a] * sums[a]
+        for a in range(1, K):
+            acc += stats[a] * stats[a]
         return acc / s0
-    # BPT
-    n_cls = sums.shape[0]
-    for c in range(n_cls):
-        if counts[c] < min_samples or not (sums[c] > 0.0):
+    # BPT: K = C = number of classes (nominal first)
+    for c in range(K):
+        if stats[K + c] < min_samples or not (stats[c] > 0.0):
             return _NEG_INF
-    lam0 = sums[0]
+    lam0 = stats[0]
     if lam0 < min_weight:
         return _NEG_INF
-    n = n_cls - 1
+    n = K - 1
     log0 = math.log(lam0)
     for m in range(n):
-        scratch[m] = math.log(sums[m + 1]) - log0
+        scratch[m] = math.log(stats[m + 1]) - log0
     loss = 0.0
     for k in range(n):
         g = 0.0
         for m in range(n):
             g += P[k, m] * scratch[m]
-        loss += lam0 * _softplus(g) + sums[k + 1] * _softplus(-g)
+        loss += lam0 * _softplus(g) + stats[k + 1] * _softplus(-g)
     return -loss
 
 
-@njit(cache=True)
-def update_bit(Y, rows, start, stop, delta, eta):
-    """c'_iA -= eta * c_i0 * delta_A for the rows of one leaf (transformed space)."""
-    n_terms = delta.shape[0]
-    for ii in range(start, stop):
+@njit(parallel=True, cache=True)
+def update_bit(Y, rows, leaf_of, upd, eta):
+    """c'_iA -= eta * c_i0 * upd[leaf, A] for every row (transformed space)."""
+    n_terms = upd.shape[1]
+    for ii in prange(rows.shape[0]):
         i = rows[ii]
         c0 = Y[i, 0]
+        u = upd[leaf_of[ii]]
         for a in range(n_terms):
-            Y[i, a + 1] -= eta * c0 * delta[a]
+            Y[i, a + 1] -= eta * c0 * u[a]
+
+
+@njit(parallel=True, cache=True)
+def add_leaf_log_ratio(G, rows, leaf_of, upd, eta):
+    """G[i, k] += eta * upd[leaf, k] for every row (BPT boosting state)."""
+    n = upd.shape[1]
+    for ii in prange(rows.shape[0]):
+        i = rows[ii]
+        u = upd[leaf_of[ii]]
+        for k in range(n):
+            G[i, k] += eta * u[k]
+
+
+def leaf_layout(tree, n):
+    """Per position in ``rows``: the index of its leaf; and the leaves' update vectors."""
+    leaf_of = np.empty(n, dtype=np.int64)
+    upd = np.empty((len(tree.leaf_ranges), tree.leaf_ranges[0][2].shape[0]))
+    for j, (start, stop, u, _) in enumerate(tree.leaf_ranges):
+        leaf_of[start:stop] = j
+        upd[j] = u
+    return leaf_of, upd
 
 
 class BITLoss:
@@ -106,8 +128,9 @@ class BITLoss:
         self.weight_ = float(data.Y[:, 0].sum())
         self.loss_ = 0.0
 
-    def update(self, data, rows, start, stop, upd, eta):
-        update_bit(data.Y, rows, start, stop, upd, eta)
+    def update(self, data, rows, tree, eta):
+        leaf_of, upd = leaf_layout(tree, rows.shape[0])
+        update_bit(data.Y, rows, leaf_of, upd, eta)
 
     def end_tree(self, data, tree, eta):
         """Training loss after the tree: L drops by eta (2 - eta) sum_leaves |S'|^2 / S0."""
@@ -149,8 +172,9 @@ class BPTLoss:
         n = self.V.shape[0]
         return float(n * w[cls == 0].sum() + w[cls > 0].sum())
 
-    def update(self, data, rows, start, stop, upd, eta):
-        add_leaf_log_ratio(self.G_, rows, start, stop, upd, eta)
+    def update(self, data, rows, tree, eta):
+        leaf_of, upd = leaf_layout(tree, rows.shape[0])
+        add_leaf_log_ratio(self.G_, rows, leaf_of, upd, eta)
 
     def end_tree(self, data, tree, eta):
         """Reweight the base-point events and return the cross entropy per unit weight."""
@@ -165,16 +189,6 @@ class BPTLoss:
 
 
 # --- model losses (training curves, validation, score) -------------------------------
-
-@njit(parallel=True, cache=True)
-def add_leaf_log_ratio(G, rows, start, stop, ghat, eta):
-    """G[i, k] += eta * ghat[k] for the rows of one leaf (BPT boosting state)."""
-    n = ghat.shape[0]
-    for ii in prange(start, stop):
-        i = rows[ii]
-        for k in range(n):
-            G[i, k] += eta * ghat[k]
-
 
 @njit(parallel=True, cache=True)
 def bpt_model_loss(w, cls, G, w_current):

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.utils import check_random_state  # noqa: F401  (re-exported)
+from sklearn.utils import check_random_state as _sk_check_random_state
 
 __all__ = ["check_features", "check_finite", "check_random_state", "check_sample_weight",
            "check_point"]
+
+
+def check_random_state(seed, name="random_state"):
+    """sklearn's ``check_random_state``, with the argument named in its error."""
+    try:
+        return _sk_check_random_state(seed)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be None, an integer in [0, 2**32 - 1] or a "
+                         f"numpy RandomState, got {seed!r} ({exc})") from None
+
+
+def _refuse_complex(a, name):
+    if np.iscomplexobj(a):
+        raise ValueError(f"{name} must be real, got complex values")
 
 
 def _column_label(j, feature_names):
@@ -19,6 +33,7 @@ def check_features(X, name="X", n_features=None, feature_names=None):
     """Return X as a C-contiguous float64 2-d array; refuse NaN/inf naming the column."""
     if hasattr(X, "columns") and feature_names is None:
         feature_names = [str(c) for c in X.columns]
+    _refuse_complex(X, name)
     try:
         arr = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -33,6 +48,8 @@ def check_features(X, name="X", n_features=None, feature_names=None):
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features, but the model was fitted with "
                          f"{n_features}")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has no features (shape {arr.shape}); give at least one column")
     bad = ~np.isfinite(arr)
     if bad.any():
         cols = np.flatnonzero(bad.any(axis=0))
@@ -48,6 +65,7 @@ def check_features(X, name="X", n_features=None, feature_names=None):
 
 def check_finite(a, name, ndim=None, length=None, dtype=np.float64):
     """Return ``a`` as a float64 array after shape and finiteness checks."""
+    _refuse_complex(a, name)
     try:
         arr = np.asarray(a, dtype=dtype)
     except (TypeError, ValueError) as exc:

@@ -72,7 +72,7 @@ def _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois,
             w = weight[i]
             if w == 0.0:
                 continue
-        row = rows[i] if use_rows else i
+        row = np.uint64(rows[i]) if use_rows else np.uint64(i)
         x = coef[row]
         r = 0.0
         for p in range(n_proc):
