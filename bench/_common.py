@@ -51,9 +51,10 @@ print(json.dumps({{"t": time.perf_counter() - t}}))
 def peak_memory(make_data_code, fit_code):
     """Peak RSS growth (bytes) of a fit in a fresh process, after the data are in memory.
 
-    The data are built and written to .npy files first, then a fresh process loads
-    them (no temporaries), records its RSS and runs the fit; the growth of the peak
-    RSS over that baseline is the fit's own memory.
+    The data are built and written to .npy files first; a fresh process loads them,
+    runs a tiny warm-up fit (numba kernels loaded), then samples its resident set size
+    every millisecond during the real fit.  Returns (peak - baseline, data bytes).
+    ``fit_code`` uses the placeholder FIT_SIZE for the number of rows.
     """
     with tempfile.TemporaryDirectory() as tmp:
         code_save = f"""
@@ -66,18 +67,27 @@ print(json.dumps({{"bytes": int(sum(a.nbytes for a in data.values()))}}))
 """
         data_bytes = run_fresh(code_save)["bytes"]
         code_fit = f"""
-import json, resource, glob, os
+import glob, json, os, threading, time
 import numpy as np
-import bpt  # import and compile-load before the baseline
+import psutil
+import bpt
 data = {{os.path.basename(p)[:-4]: np.load(p) for p in glob.glob({tmp!r} + "/*.npy")}}
 globals().update(data)
 {fit_code.replace('FIT_SIZE', '2000')}
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-import psutil
-base = max(base, psutil.Process().memory_info().rss)
+proc = psutil.Process()
+base = proc.memory_info().rss
+peak = [base]
+done = threading.Event()
+def poll():
+    while not done.is_set():
+        peak[0] = max(peak[0], proc.memory_info().rss)
+        time.sleep(0.001)
+th = threading.Thread(target=poll)
+th.start()
 {fit_code.replace('FIT_SIZE', 'None')}
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({{"extra": peak - base}}))
+done.set()
+th.join()
+print(json.dumps({{"extra": peak[0] - base}}))
 """
         extra = run_fresh(code_fit)["extra"]
     return extra, data_bytes

@@ -113,7 +113,8 @@ def case_d(n, n_features, n_params):
             f"X, y, _ = data_b({n}, {n_features}, {n_params})\n"
             f"data = {{'X': X, 'y': y}}")
     fit = (f"bpt.BoostedInformationTree(n_parameters={n_params}, n_estimators=2, max_depth=4,"
-           f" n_jobs={N_CPU}).fit(X[:FIT_SIZE], y[:FIT_SIZE])")
+           f" n_jobs={N_CPU}).fit(X if FIT_SIZE is None else X[:FIT_SIZE], "
+           "y if FIT_SIZE is None else y[:FIT_SIZE])")
     extra, data_bytes = peak_memory(make, fit)
     print(f"D  peak memory of a fit ({n} x {n_features}, {n_params} parameters quadratic): "
           f"{extra / 2**20:.0f} MiB above the loaded data; X + y = {data_bytes / 2**20:.0f} "

@@ -153,9 +153,8 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
                 raise ValueError(f"the sum of SM weights (y[:, 0]) must be positive, got {total:.6g}")
 
             tr, va = self._split_validation(X.shape[0])
-            Y = np.empty((tr.shape[0], 1 + len(terms)))
-            Y[:, 0] = y[tr, 0]
-            Y[:, 1:] = y[tr, 1:] @ U.T        # c' = U c
+            y_tr = y if va is None else y[tr]
+            Y = _transform_targets(y_tr, U)
             X_tr = X if va is None else np.ascontiguousarray(X[tr])
             loss = BITLoss(U)
             validation = None
@@ -191,6 +190,16 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         if not y[:, 0].sum() > 0:
             raise ValueError("the sum of SM weights (y[:, 0]) must be positive")
         return -bit_model_loss(y, R, self.metric_)
+
+
+def _transform_targets(y, U, chunk=1 << 16):
+    """Working targets (c0, U c_1..) in float64, without a full-size temporary."""
+    Y = np.empty(y.shape)
+    for s in range(0, y.shape[0], chunk):
+        e = min(s + chunk, y.shape[0])
+        Y[s:e, 0] = y[s:e, 0]
+        Y[s:e, 1:] = y[s:e, 1:] @ U.T          # c' = U c
+    return Y
 
 
 def _first_dependent_column(V):

@@ -1,4 +1,4 @@
-"""Tree grower: depth-wise CART growth on histograms (or exact splits).
+"""Tree grower: CART growth to ``max_depth`` on histograms (or exact splits).
 
 Rows of a node are a contiguous range ``rows[start:stop]`` of one index array
 that is partitioned in place (stable), so no feature data is ever copied.
@@ -111,8 +111,12 @@ class TreeGrower:
         hists = {}
         if hist_mode and self.max_depth > 0:
             hists[root] = self._histogram(rows, 0, n)
-        queue = [root]
-        for nid in queue:            # breadth first: depth-wise growth
+        stack = [root]
+        while stack:
+            # depth first (the tree is the same as depth-wise growth, since each node's
+            # split depends only on its own events), so that at most about max_depth + 1
+            # histograms are alive at once
+            nid = stack.pop()
             nd = nodes[nid]
             h = hists.pop(nid, None)
             start, stop = nd["start"], nd["stop"]
@@ -145,7 +149,7 @@ class TreeGrower:
                 subtract_histogram(h, hs)
                 hists[small] = hs
                 hists[large] = h
-            queue += [lid, rid]
+            stack += [rid, lid]
         return self._finish(nodes)
 
     def _histogram(self, rows, start, stop):

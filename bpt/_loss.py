@@ -84,14 +84,23 @@ def update_bit(Y, rows, leaf_of, upd, eta):
 
 
 @njit(parallel=True, cache=True)
-def add_leaf_log_ratio(G, rows, leaf_of, upd, eta):
-    """G[i, k] += eta * upd[leaf, k] for every row (BPT boosting state)."""
+def add_leaf_log_ratio(g_nom, g_own, nom_index, cls, rows, leaf_of, upd, eta):
+    """Add eta * (the leaf's fitted log ratios) to the BPT boosting state.
+
+    Nominal event i: g_nom[nom_index[i], :] (all base points); event of base point
+    k >= 1: g_own[i] (its own base point only).
+    """
     n = upd.shape[1]
     for ii in prange(rows.shape[0]):
         i = rows[ii]
+        k = cls[i]
         u = upd[leaf_of[ii]]
-        for k in range(n):
-            G[i, k] += eta * u[k]
+        if k == 0:
+            j = nom_index[i]
+            for m in range(n):
+                g_nom[j, m] += eta * u[m]
+        else:
+            g_own[i] += eta * u[k - 1]
 
 
 def leaf_layout(tree, n):
@@ -162,10 +171,13 @@ class BPTLoss:
         delta = self.H @ ell
         return delta, self.V @ delta
 
-    # boosting state: G[i, k] = current g_k(x_i); data.Y[:, 0] = w_i exp(-G[i, k_i])
+    # boosting state: fitted log ratios g_nom (nominal events x base points) and g_own
+    # (each other event at its own base point); data.Y[:, 0] = w_i exp(-g_own[i])
     def start(self, data):
         self.w0_ = data.Y[:, 0].copy()
-        self.G_ = np.zeros((data.Y.shape[0], self.V.shape[0]))
+        self.nom_index_, n_nom = _nominal_index(data.cls)
+        self.g_nom_ = np.zeros((n_nom, self.V.shape[0]))
+        self.g_own_ = np.zeros(data.Y.shape[0])
         self.weight_ = self._total_weight(self.w0_, data.cls)
 
     def _total_weight(self, w, cls):
@@ -174,43 +186,60 @@ class BPTLoss:
 
     def update(self, data, rows, tree, eta):
         leaf_of, upd = leaf_layout(tree, rows.shape[0])
-        add_leaf_log_ratio(self.G_, rows, leaf_of, upd, eta)
+        add_leaf_log_ratio(self.g_nom_, self.g_own_, self.nom_index_, data.cls, rows, leaf_of,
+                           upd, eta)
 
     def end_tree(self, data, tree, eta):
         """Reweight the base-point events and return the cross entropy per unit weight."""
         w_cur = data.Y[:, 0]
-        loss = bpt_model_loss(self.w0_, data.cls, self.G_, w_cur)
+        loss = bpt_model_loss(self.w0_, data.cls, self.g_nom_, self.g_own_, self.nom_index_,
+                              w_cur)
         return loss / self.weight_
 
     def model_loss(self, w, cls, delta):
+        """Cross entropy per unit weight of predictions ``delta`` (N, n_terms)."""
         G = np.ascontiguousarray(delta @ self.V.T)
-        loss = bpt_model_loss(w, cls, G, np.empty(0))
+        own = G[np.arange(len(cls)), np.maximum(cls - 1, 0)]
+        nom_index, _ = _nominal_index(cls)
+        g_nom = np.ascontiguousarray(G[cls == 0])
+        loss = bpt_model_loss(w, cls, g_nom, np.ascontiguousarray(own), nom_index, np.empty(0))
         return loss / self._total_weight(w, cls)
+
+
+def _nominal_index(cls):
+    """Row -> index among the nominal rows (int32; -1 for other rows), and their number."""
+    nominal = cls == 0
+    idx = np.full(cls.shape[0], -1, dtype=np.int32)
+    idx[nominal] = np.arange(int(nominal.sum()), dtype=np.int32)
+    return idx, int(nominal.sum())
+
 
 
 # --- model losses (training curves, validation, score) -------------------------------
 
 @njit(parallel=True, cache=True)
-def bpt_model_loss(w, cls, G, w_current):
-    """Cross entropy of the model G (N, n) on weighted events; refreshes w_current.
+def bpt_model_loss(w, cls, g_nom, g_own, nom_index, w_current):
+    """Cross entropy of the model on weighted events; refreshes w_current if given.
 
-    Returns sum_i w_i * [sum_k softplus(G_ik) if nominal else softplus(-G_i,k_i)];
-    w_current[i] = w_i exp(-G_i,k_i) for non-nominal events (the boosting weights).
+    Returns sum_i w_i * [sum_k softplus(g_k(x_i)) if nominal else softplus(-g_k_i(x_i))]
+    and sets w_current[i] = w_i exp(-g_k_i(x_i)) for non-nominal events (the boosting
+    weights; nominal weights are unchanged).
     """
     loss = 0.0
-    n = G.shape[1]
+    n = g_nom.shape[1]
     write = w_current.shape[0] > 0
     for i in prange(w.shape[0]):
         k = cls[i]
         if k == 0:
+            j = nom_index[i]
             s = 0.0
             for m in range(n):
-                s += _softplus(G[i, m])
+                s += _softplus(g_nom[j, m])
             loss += w[i] * s
             if write:
                 w_current[i] = w[i]
         else:
-            g = G[i, k - 1]
+            g = g_own[i]
             loss += w[i] * _softplus(-g)
             if write:
                 w_current[i] = w[i] * math.exp(-g)

@@ -71,7 +71,8 @@ def check_finite(a, name, ndim=None, length=None, dtype=np.float64):
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be numeric: {exc}") from None
     if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
-        raise ValueError(f"{name} must be {ndim}-d, got shape {arr.shape}")
+        dims = " or ".join(f"{d}-d" for d in np.atleast_1d(ndim))
+        raise ValueError(f"{name} must be {dims}, got shape {arr.shape}")
     if length is not None and arr.shape[0] != length:
         raise ValueError(f"{name} has {arr.shape[0]} rows but X has {length}")
     bad = ~np.isfinite(arr)

@@ -219,3 +219,13 @@ def test_early_stopping_records_validation_loss():
     assert est.validation_loss_.shape == est.train_loss_.shape == (est.n_iter_,)
     # stopped because the validation loss no longer improved
     assert est.validation_loss_[-6:].min() >= est.validation_loss_[:-5].min() - 1e-7
+
+
+def test_n_jobs_restores_numba_threads_and_verbose_prints(capsys):
+    import numba
+    X, y, _ = bit_quadratic_model(2_000, seed=13)
+    before = numba.get_num_threads()
+    BIT(n_parameters=2, n_estimators=3, max_depth=2, n_jobs=1, verbose=1).fit(X, y)
+    assert numba.get_num_threads() == before
+    out = capsys.readouterr().out
+    assert out.count("[BIT] tree") == 3 and "train loss" in out

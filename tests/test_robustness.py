@@ -123,21 +123,21 @@ def _bpt_1d_samples(n, points=(0.0, 1.0, -1.0), seed=0, n_features=2):
 # ============================================================================ 1. negative
 # --- convergence ----------------------------------------------------------------------
 def test_bit_negative_weights_still_converge_to_truth():
-    X, y, _ = bit_quadratic_model(30_000, seed=1)
+    X, y, _ = bit_quadratic_model(20_000, seed=1)
     y_neg, sign = _with_negative_weights(y, 0.2, seed=3)
     assert 0.18 < np.mean(sign < 0) < 0.22                    # ~20% negative-weight events
-    est = BIT(n_parameters=2, n_estimators=80, learning_rate=0.2, max_depth=3,
-              min_samples_leaf=150, random_state=0).fit(X, y_neg)
+    est = BIT(n_parameters=2, n_estimators=60, learning_rate=0.2, max_depth=3,
+              min_samples_leaf=100, random_state=0).fit(X, y_neg)
     Xt, _, truth = bit_quadratic_model(20_000, seed=2)        # held-out, analytic truth
     rms = np.sqrt(np.mean((est.predict(Xt) - truth) ** 2, axis=0))
     # stated tolerance: RMS error of every R_A below 0.08 (the ranges of R_A are 0.5-1;
-    # the same fit without negative weights reaches 0.03, the negative events cost a
-    # factor (1 - 2 * 0.2)^2 = 0.36 in effective statistics, i.e. x1.7 in RMS)
+    # 0.03-0.06 is reached here for several seeds, 0.02-0.03 without negative weights:
+    # the negative events cost a factor (1 - 2 * 0.2)^2 = 0.36 in effective statistics)
     assert np.all(rms < 0.08), rms
     theta = np.array([0.7, -1.3])
     m = np.array([0.7, -1.3, 0.49, -0.91, 1.69])
     r_rms = np.sqrt(np.mean((est.predict_ratio(Xt, theta) - (1 + truth @ m)) ** 2))
-    assert r_rms < 0.12, r_rms
+    assert r_rms < 0.1, r_rms
     # no leaf of any tree has a non-positive SM weight sum
     assert _check_bit_leaves(est, X, y_neg[:, 0]) == est.n_iter_
 
@@ -147,7 +147,7 @@ def test_bpt_negative_weights_still_converge_to_truth():
     # exp(g_nu(x)); ~20% of the events carry a negative weight (in every sample),
     # all weights rescaled by 1 / (1 - 2 * 0.2) so that E[w|x] is unchanged.
     rng = np.random.default_rng(1)
-    n = 8_000
+    n = 6_000
     A = np.array([[0.3, 0.0], [0.05, -0.1]])      # Delta_A(x) = A_A . x + B_A
     B = np.array([0.05, 0.02])
     X0 = rng.normal(size=(n, 2))
@@ -160,7 +160,7 @@ def test_bpt_negative_weights_still_converge_to_truth():
     for v in points:
         sel = nu[:, 0] == v
         assert 0.15 < np.mean(w[sel] < 0) < 0.25 and w[sel].sum() > 0
-    est = BPT(n_nuisances=1, n_estimators=80, learning_rate=0.3, max_depth=3,
+    est = BPT(n_nuisances=1, n_estimators=60, learning_rate=0.3, max_depth=3,
               min_samples_leaf=100, random_state=0).fit(X, nu, w)
     Xt = np.random.default_rng(9).normal(size=(5_000, 2)) * 0.7
     for v in (1.0, -1.0, 2.0, 0.5, -0.5):
@@ -168,7 +168,7 @@ def test_bpt_negative_weights_still_converge_to_truth():
         rel = (np.sqrt(np.mean((est.predict_log_ratio(Xt, v) - truth) ** 2))
                / np.sqrt(np.mean(truth ** 2)))
         # stated tolerance: RMS error of g_nu below 20% of the RMS of the true g_nu
-        # (0.05-0.1 reached here; 0.04-0.08 without negative weights)
+        # (0.06-0.14 is reached for several seeds)
         assert rel < 0.2, (v, rel)
     assert _check_bpt_leaves(est, X, nu, w) == est.n_iter_
 
@@ -227,7 +227,7 @@ def test_bit_min_weight_leaf_guards_the_trap(split, min_weight_leaf):
 @pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("min_weight_leaf", [0.0, 5.0, 40.0])
 def test_bit_every_leaf_respects_min_weight_leaf_with_negative_weights(split, min_weight_leaf):
-    X, y, _ = bit_quadratic_model(4_000, seed=21)
+    X, y, _ = bit_quadratic_model(2_000, seed=21)
     y, _ = _with_negative_weights(y, 0.25, seed=22)
     est = BIT(n_parameters=2, n_estimators=8, learning_rate=0.3, max_depth=4,
               min_samples_leaf=10, min_weight_leaf=min_weight_leaf, split=split).fit(X, y)
@@ -535,7 +535,7 @@ def test_huge_and_tiny_features_give_the_same_trees(split, scale):
     np.testing.assert_array_equal(estp.ensemble_.arrays["feature"],
                                   refp.ensemble_.arrays["feature"])
     np.testing.assert_array_equal(estp.predict(Xp * scale), refp.predict(Xp))
-    assert np.all(np.isfinite(estp.predict_ratio(edge, [1.0, 2.0, -1.0])))
+    assert np.all(np.isfinite(estp.predict_ratio(edge, [[1.0], [2.0], [-1.0]])))
 
 
 @pytest.mark.filterwarnings("error")
@@ -612,8 +612,8 @@ def test_node_sums_accumulate_in_float64(split):
     w[n_small + 1] = 1.0
     bp = BPT(n_nuisances=1, n_estimators=1, max_depth=0, min_samples_leaf=1,
              split=split).fit(Xp, nu, w)
-    lam0 = big + n_small
-    ell = np.log([(1.0 + n_small / 2) / lam0, (2 * big + 2 * n_small) / lam0])
+    lam = {0.0: big + n_small, 1.0: 1.0 + n_small / 2, -1.0: 2 * big + 2 * n_small}
+    ell = np.log([lam[p] / lam[0.0] for p in bp.base_points_[:, 0]])
     V = bp.V_
     np.testing.assert_allclose(bp.predict(Xp[:1])[0], np.linalg.solve(V.T @ V, V.T @ ell),
                                rtol=1e-12)

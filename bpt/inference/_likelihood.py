@@ -154,7 +154,7 @@ class Likelihood:
         return val, G, H
 
     def data_term(self, z, data, order=0, parallel=True):
-        coef, rows, weight = data
+        coef, rows, weight = data[:3]
         lay = self.layout
         mv, JT = lay.columns_at(z)
         logc = lay.lognorm @ z
@@ -162,7 +162,12 @@ class Likelihood:
                           lay.lognorm, mv, JT, lay.Hm, parallel=parallel)
 
     def evaluate(self, z, data, order=0, parallel=True):
-        """(q, grad, hess, n_bad, first_bad); q is meaningless when n_bad > 0."""
+        """(q, grad, hess, n_bad, first_bad); q is meaningless when n_bad > 0.
+
+        ``data`` = (coef, rows, weight[, global observables a (K,)]): the Gaussian
+        constraint of nuisance k is an auxiliary measurement a_k (default 0), so its term
+        is log C(nu|a)/C(0|a) = -nu^2/2 + a nu.
+        """
         z = np.ascontiguousarray(z, dtype=np.float64)
         v, G, H, n_bad, first = self.data_term(z, data, order, parallel)
         if n_bad:
@@ -170,11 +175,13 @@ class Likelihood:
         s, sG, sH = self.sim_yield(z, order, parallel)
         nu = z[self.n_pois:]
         gm = self.gaussian
-        q = v - s + self.sigma0 - 0.5 * float(np.sum(nu[gm] ** 2))
+        aux = data[3] if len(data) > 3 and data[3] is not None else np.zeros(nu.shape[0])
+        q = (v - s + self.sigma0 - 0.5 * float(np.sum(nu[gm] ** 2))
+             + float(np.sum(aux[gm] * nu[gm])))
         G = G - sG
         H = H - sH
         if order >= 1:
-            G[self.n_pois:][gm] -= nu[gm]
+            G[self.n_pois:][gm] -= nu[gm] - aux[gm]
         if order >= 2:
             idx = self.n_pois + np.flatnonzero(gm)
             H[idx, idx] -= 1.0

@@ -134,10 +134,17 @@ class Dataset:
     weight : (n,) or None; None = observed events (unit weights); for toys the
         number of times each event was drawn
     n_events : number of rows
+    global_observables : (K,) or None
+        The auxiliary measurements of the Gaussian-constrained nuisances (None = 0):
+        their constraint terms are -(nu_k - a_k)^2 / 2.  Toys draw them from
+        N(nu_true, 1), as a frequentist toy must.
     """
 
-    def __init__(self, owner, coef, weight=None, rows=None, X=None, source_X=None):
+    def __init__(self, owner, coef, weight=None, rows=None, X=None, source_X=None,
+                 global_observables=None):
         self._owner = owner
+        self.global_observables = (None if global_observables is None
+                                   else np.asarray(global_observables, dtype=np.float64))
         self._coef = coef
         self._rows = None if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
         self.weight = None if weight is None else np.ascontiguousarray(weight, dtype=np.float64)
@@ -173,7 +180,7 @@ class Dataset:
         elif w.shape[0] != self.n_events:
             raise ValueError(f"weight has {w.shape[0]} entries but the dataset has "
                              f"{self.n_events} events")
-        return (self._coef, rows, w)
+        return (self._coef, rows, w, self.global_observables)
 
 
 _EMPTY_I = np.zeros(0, dtype=np.int64)
@@ -442,22 +449,32 @@ class AdditiveModel:
             h.update(np.ascontiguousarray(a[-1]).tobytes())
         return (id(X), a.shape, a.dtype.str, h.hexdigest())
 
-    def prepare(self, X, weight=None):
+    def prepare(self, X, weight=None, global_observables=None):
         """Compute the per-event coefficients of X once; returns a :class:`Dataset`.
 
         ``weight`` None = observed events; an array = a weighted sample (e.g. Asimov).
+        ``global_observables`` (K,): auxiliary measurements of the Gaussian-constrained
+        nuisances (default 0; entries of free-floating nuisances are ignored).
         """
+        aux = None
+        if global_observables is not None:
+            aux = np.atleast_1d(check_finite(global_observables, "global_observables"))
+            if aux.shape != (self.n_nuisances,):
+                raise ValueError(f"global_observables must have length {self.n_nuisances} "
+                                 f"(nuisances {self.nuisance_names}), got shape {aux.shape}")
         if isinstance(X, Dataset):
             self._check_owner(X)
-            if weight is None:
+            if weight is None and aux is None:
                 return X
-            w = check_finite(weight, "weight", ndim=1, length=X.n_events)
-            return Dataset(self, X._coef, w, X._rows, X._X, X._source_X)
+            w = X.weight if weight is None else check_finite(weight, "weight", ndim=1,
+                                                             length=X.n_events)
+            return Dataset(self, X._coef, w, X._rows, X._X, X._source_X,
+                           X.global_observables if aux is None else aux)
         comp = self._compiled
         if comp is not None and X is comp["X"]:
             w = None if weight is None else check_finite(weight, "weight", ndim=1,
                                                          length=comp["coef"].shape[0])
-            return Dataset(self, comp["coef"], w, X=comp["X"])
+            return Dataset(self, comp["coef"], w, X=comp["X"], global_observables=aux)
         key = self._key(X)
         hit = self._cache.get(key)
         Xa = None
@@ -478,7 +495,7 @@ class AdditiveModel:
         w = None
         if weight is not None:
             w = check_finite(weight, "weight", ndim=1, length=coef.shape[0])
-        return Dataset(self, coef, w, X=Xa)
+        return Dataset(self, coef, w, X=Xa, global_observables=aux)
 
     def clear_cache(self):
         """Forget the cached per-event coefficients of previously seen datasets."""
@@ -701,19 +718,30 @@ class AdditiveModel:
         z = self._point(theta, nu)
         return np.concatenate(comp["lik"].expected_weights(z, comp["blocks"]))
 
-    def asimov(self, theta, nu):
+    def asimov(self, theta, nu, return_dataset=False):
         """Asimov data at (theta, nu): (X, weight) = the simulated events of all processes
         with their expected weights.  X is the model's read-only concatenated simulation,
-        so passing it back to q / fit / scan reuses its cached coefficients."""
+        so passing it back to q / fit / scan reuses its cached coefficients.
+
+        The constraint terms stay centred at 0, so the MLE of (X, weight) pulls the
+        nuisances towards 0.  ``return_dataset=True`` returns a :class:`Dataset` whose
+        global observables are ``nu`` as well (the fully Asimov dataset: its MLE is
+        (theta, nu)).
+        """
         w = self.expected_weights(theta, nu)
-        return self._compile()["X"], w
+        X = self._compile()["X"]
+        if return_dataset:
+            return self.prepare(X, w, global_observables=self._point(theta, nu)[self.n_pois:])
+        return X, w
 
     def toys(self, theta, nu, n_toys, random_state=None, n_jobs=None, negative_weights="raise"):
         """Pseudo-datasets at (theta, nu) (MATH.md section 4): a list of :class:`Dataset`.
 
         Every simulated event is drawn n_i ~ Poisson(w_i(theta, nu)) times (equivalently
         N ~ Poisson(sigma) events drawn with probability proportional to the expected
-        weight).  A toy holds the drawn events with their multiplicities as ``weight``.
+        weight).  A toy holds the drawn events with their multiplicities as ``weight``,
+        and its ``global_observables`` (the auxiliary measurements of the Gaussian
+        constraints) drawn from N(nu, 1).
         Events with a negative expected weight make this impossible: by default a
         ValueError; ``negative_weights="signed"`` draws them Poisson(|w|) times with
         weight -1 per draw.
@@ -725,12 +753,14 @@ class AdditiveModel:
         check_expected(w_exp, negative_weights, where)
         seeds = seed_sequences(random_state, n_toys)
         chunks = np.array_split(np.arange(n_toys), n_tasks(n_jobs, n_toys))
+        z = self._point(theta, nu)
         parts = run_tasks(toys_task, [[seeds[i] for i in c] for c in chunks], n_jobs, w_exp,
-                          negative_weights == "signed")
+                          negative_weights == "signed", z[self.n_pois:], comp["lik"].gaussian)
         out = []
         for part in parts:
-            for rows, weight in part:
-                out.append(Dataset(self, comp["coef"], weight, rows, source_X=comp["X"]))
+            for rows, weight, aux in part:
+                out.append(Dataset(self, comp["coef"], weight, rows, source_X=comp["X"],
+                                   global_observables=aux))
         return out
 
     def coverage(self, theta_true, nu_true, n_toys, cl=0.68, poi=None, random_state=None,

@@ -95,19 +95,24 @@ def check_expected(w_exp, negative_weights, where):
         raise ValueError(f"the expected yield at {where} is not positive ({w_exp.sum():.6g})")
 
 
-def draw_toy(w_exp, seed, signed):
-    """(rows, weight) of one toy."""
+def draw_toy(w_exp, seed, signed, nu_true, gaussian):
+    """(rows, weight, global observables) of one toy.
+
+    The auxiliary measurement of every Gaussian-constrained nuisance is drawn from
+    N(nu_true, 1); free-floating nuisances have none (0).
+    """
     rng = np.random.default_rng(seed)
     counts = rng.poisson(np.abs(w_exp))
     rows = np.flatnonzero(counts)
     weight = counts[rows].astype(np.float64)
     if signed:
         weight *= np.sign(w_exp[rows])
-    return rows.astype(np.int64), weight
+    aux = np.where(gaussian, nu_true + rng.standard_normal(nu_true.shape[0]), 0.0)
+    return rows.astype(np.int64), weight, aux
 
 
-def toys_task(w_exp, signed, seeds, parallel):
-    return [draw_toy(w_exp, s, signed) for s in seeds]
+def toys_task(w_exp, signed, nu_true, gaussian, seeds, parallel):
+    return [draw_toy(w_exp, s, signed, nu_true, gaussian) for s in seeds]
 
 
 def coverage_task(lik, coef, w_exp, signed, fixed, values, z_true, seeds, parallel):
@@ -120,8 +125,8 @@ def coverage_task(lik, coef, w_exp, signed, fixed, values, z_true, seeds, parall
     out_theta = np.empty((len(seeds), lik.n_pois))
     ok = np.zeros(len(seeds), dtype=bool)
     for k, seed in enumerate(seeds):
-        rows, weight = draw_toy(w_exp, seed, signed)
-        data = (coef, rows, weight)
+        rows, weight, aux = draw_toy(w_exp, seed, signed, z_true[lik.n_pois:], lik.gaussian)
+        data = (coef, rows, weight, aux)
         z_hat, q_max, _, _, s1, _, _ = maximize(lik, data, np.zeros(n_par), free_all, parallel)
         start = z_hat.copy()
         start[fixed] = values
