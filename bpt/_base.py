@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 
 import numba
@@ -18,6 +19,16 @@ from ._predictor import TreeEnsemble
 from ._validation import check_features, check_random_state
 
 __all__ = ["BaseBoostedTrees", "numba_threads"]
+
+
+# smallest weight sum of a child, relative to the total training weight
+WEIGHT_FLOOR = 1e-12
+
+
+def weight_scale(total):
+    """A power of two close to 1 / total: scaling weights by it is exact in floating
+    point (sums, comparisons and zeros are unchanged) and brings them near 1."""
+    return float(2.0 ** -np.round(np.log2(total)))
 
 
 def _resolve_n_jobs(n_jobs):
@@ -58,6 +69,10 @@ class BaseBoostedTrees(BaseEstimator):
     # ---------------------------------------------------------------- checks
     def _check_params(self):
         _check_int(self.n_estimators, "n_estimators", 1)
+        mwl = getattr(self, "min_weight_leaf", 0.0)
+        if (isinstance(mwl, bool) or not isinstance(mwl, numbers.Real) or not np.isfinite(mwl)
+                or mwl < 0):
+            raise ValueError(f"min_weight_leaf must be a finite number >= 0, got {mwl!r}")
         _check_int(self.max_depth, "max_depth", 0)
         _check_int(self.min_samples_leaf, "min_samples_leaf", 1)
         _check_int(self.max_bins, "max_bins", 2)
@@ -109,11 +124,19 @@ class BaseBoostedTrees(BaseEstimator):
     def _learning_rate(self, b):
         return float(self.learning_rate)
 
-    def _boost(self, data, loss, validation=None):
-        """The boosting loop.  ``validation`` = callable(ensemble_prediction) -> loss."""
+    def _boost(self, data, loss, validation=None, weight_scale=1.0):
+        """The boosting loop.
+
+        ``validation`` = (X_val, callable(ensemble_prediction) -> loss) or None;
+        ``weight_scale`` = factor applied to the training weights (min_weight_leaf
+        is given in the user's units).
+        """
         n = data.Y.shape[0]
-        grower = TreeGrower(data, loss, self.max_depth, self.min_samples_leaf,
-                            getattr(self, "min_weight_leaf", 0.0), self.split)
+        # weights are normalised to a total of 1: a child holding less than WEIGHT_FLOOR of
+        # it is round-off of cancelling weights, not a yield, and is never allowed
+        min_weight = max(getattr(self, "min_weight_leaf", 0.0) * weight_scale, WEIGHT_FLOOR)
+        grower = TreeGrower(data, loss, self.max_depth, self.min_samples_leaf, min_weight,
+                            self.split)
         ens = TreeEnsemble(loss.n_terms)
         loss.start(data)
         train_loss, val_loss = [], []
@@ -144,6 +167,11 @@ class BaseBoostedTrees(BaseEstimator):
             del self.validation_loss_
         self.n_iter_ = ens.n_trees
         self.fit_time_ = time.perf_counter() - t_start
+        if self.max_depth > 0 and not np.any(self.ensemble_.arrays["feature"] >= 0):
+            warnings.warn(
+                f"{type(self).__name__}: no valid split was found in any tree (constant "
+                "features, or too few events / too little weight for min_samples_leaf and "
+                "min_weight_leaf); the model is constant", UserWarning, stacklevel=3)
 
     def _should_stop(self, losses):
         k = self.n_iter_no_change

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import RegressorMixin
 
-from ._base import BaseBoostedTrees, numba_threads
+from ._base import BaseBoostedTrees, numba_threads, weight_scale
 from ._loss import BITLoss, bit_model_loss
 from ._terms import check_terms, default_base_points, make_terms, monomials, term_name
 from ._validation import check_finite, check_point, check_sample_weight
@@ -99,7 +99,8 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
 
     # ------------------------------------------------------------------ setup
     def _resolve_terms(self):
-        if not (isinstance(self.n_parameters, (int, np.integer)) and self.n_parameters >= 1):
+        if (isinstance(self.n_parameters, bool)
+                or not (isinstance(self.n_parameters, (int, np.integer)) and self.n_parameters >= 1)):
             raise ValueError(f"n_parameters must be an integer >= 1, got {self.n_parameters!r}")
         if self.terms is not None:
             return check_terms(self.terms, self.n_parameters)
@@ -154,7 +155,15 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
 
             tr, va = self._split_validation(X.shape[0])
             y_tr = y if va is None else y[tr]
-            Y = _transform_targets(y_tr, U)
+            total_tr = y_tr[:, 0].sum()
+            if not total_tr > 0:
+                raise ValueError("the sum of SM weights (y[:, 0]) of the training part is not "
+                                 f"positive ({total_tr:.6g}) after holding out "
+                                 f"validation_fraction={self.validation_fraction}")
+            # scale the weights by a power of two near 1 / total (exact in floating point):
+            # |S|^2 stays representable for any overall weight scale; ratios do not change
+            scale = weight_scale(total_tr)
+            Y = _transform_targets(y_tr, U, scale=scale)
             X_tr = X if va is None else np.ascontiguousarray(X[tr])
             loss = BITLoss(U)
             validation = None
@@ -163,7 +172,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
                 validation = (X_va, lambda F: loss.model_loss(y_va, F))
             with numba_threads(self.n_jobs):
                 data = self._training_data(X_tr, Y, np.zeros(Y.shape[0], dtype=np.int64))
-                self._boost(data, loss, validation)
+                self._boost(data, loss, validation, weight_scale=scale)
         return self
 
     # ------------------------------------------------------------------ predict
@@ -192,13 +201,13 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         return -bit_model_loss(y, R, self.metric_)
 
 
-def _transform_targets(y, U, chunk=1 << 16):
-    """Working targets (c0, U c_1..) in float64, without a full-size temporary."""
+def _transform_targets(y, U, scale=1.0, chunk=1 << 16):
+    """Working targets scale * (c0, U c_1..) in float64, without a full-size temporary."""
     Y = np.empty(y.shape)
     for s in range(0, y.shape[0], chunk):
         e = min(s + chunk, y.shape[0])
-        Y[s:e, 0] = y[s:e, 0]
-        Y[s:e, 1:] = y[s:e, 1:] @ U.T          # c' = U c
+        Y[s:e, 0] = y[s:e, 0] * scale
+        Y[s:e, 1:] = (y[s:e, 1:] * scale) @ U.T          # c' = U c
     return Y
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import BaseBoostedTrees, numba_threads
+from ._base import BaseBoostedTrees, numba_threads, weight_scale
 from ._loss import BPTLoss
 from ._terms import check_terms, make_terms, monomials, term_name
 from ._validation import check_finite, check_point, check_sample_weight
@@ -84,7 +84,8 @@ class BoostedParametricTree(BaseBoostedTrees):
 
     # ------------------------------------------------------------------ setup
     def _resolve_terms(self):
-        if not (isinstance(self.n_nuisances, (int, np.integer)) and self.n_nuisances >= 1):
+        if (isinstance(self.n_nuisances, bool)
+                or not (isinstance(self.n_nuisances, (int, np.integer)) and self.n_nuisances >= 1)):
             raise ValueError(f"n_nuisances must be an integer >= 1, got {self.n_nuisances!r}")
         if self.terms is not None:
             return check_terms(self.terms, self.n_nuisances)
@@ -98,6 +99,20 @@ class BoostedParametricTree(BaseBoostedTrees):
             raise ValueError(f"nu must have n_nuisances = {self.n_nuisances} columns, got "
                              f"{nu.shape[1]}")
         return nu
+
+    def _check_samples(self, cls, w, points, part="", check_counts=True):
+        """Every sample (nominal and each base point) has a positive total weight and
+        (if ``check_counts``) at least 2 * min_samples_leaf events."""
+        counts = np.bincount(cls, minlength=len(points) + 1)
+        sums = np.bincount(cls, weights=w, minlength=len(points) + 1)
+        for k in range(len(points) + 1):
+            label = "nominal sample" if k == 0 else f"base point nu={points[k - 1].tolist()}"
+            if not sums[k] > 0:
+                raise ValueError(f"the total weight of the {label}{part} is not positive "
+                                 f"({sums[k]:.6g})")
+            if check_counts and counts[k] < 2 * self.min_samples_leaf:
+                raise ValueError(f"the {label}{part} has {counts[k]} events, fewer than "
+                                 f"2 * min_samples_leaf = {2 * self.min_samples_leaf}")
 
     def _base_points(self, nu, w, terms):
         """Distinct base points, per-event class (0 = nominal), design matrix V."""
@@ -122,17 +137,6 @@ class BoostedParametricTree(BaseBoostedTrees):
                     f"{term_name(terms[j], names)}: its column of the design matrix "
                     "m_A(nu_k) is a combination of the previous terms' columns; add base "
                     "points that vary it")
-        counts = np.bincount(cls, minlength=len(points) + 1)
-        sums = np.bincount(cls, weights=w, minlength=len(points) + 1)
-        all_points = np.vstack([np.zeros(self.n_nuisances), points])
-        for k in range(len(all_points)):
-            label = "nominal" if k == 0 else f"base point nu={all_points[k].tolist()}"
-            if not sums[k] > 0:
-                raise ValueError(f"the total weight of the {label} is not positive "
-                                 f"({sums[k]:.6g})")
-            if counts[k] < 2 * self.min_samples_leaf:
-                raise ValueError(f"the {label} has {counts[k]} events, fewer than "
-                                 f"2 * min_samples_leaf = {2 * self.min_samples_leaf}")
         return points, cls, V
 
     # ------------------------------------------------------------------ fit
@@ -145,14 +149,25 @@ class BoostedParametricTree(BaseBoostedTrees):
             nu = self._check_nu(nu, X.shape[0])
             sw = check_sample_weight(sample_weight, X.shape[0])
             w = np.ones(X.shape[0]) if sw is None else sw.copy()
+            if not isinstance(self.learn_global, (bool, np.bool_)):
+                raise ValueError(f"learn_global must be True or False, got "
+                                 f"{self.learn_global!r}")
             points, cls, V = self._base_points(nu, w, terms)
+            self._check_samples(cls, w, points)
             self.terms_ = terms
             self.base_points_ = points
             self.V_ = V
 
             tr, va = self._split_validation(X.shape[0], stratify=cls)
+            if va is not None:
+                self._check_samples(cls[tr], w[tr], points, part=" (training part, after "
+                                    f"holding out validation_fraction={self.validation_fraction})")
             X_tr = X if va is None else np.ascontiguousarray(X[tr])
-            Y = np.ascontiguousarray(w[tr]).reshape(-1, 1)
+            # scale the weights by a power of two near 1 / total (exact in floating point),
+            # so that any overall weight scale is representable; ratios do not change
+            w_tr = w if va is None else w[tr]
+            scale = weight_scale(np.abs(w_tr).sum())
+            Y = (w_tr * scale).reshape(-1, 1)
             loss = BPTLoss(V)
             validation = None
             if va is not None:
@@ -160,7 +175,7 @@ class BoostedParametricTree(BaseBoostedTrees):
                 validation = (X_va, lambda D: loss.model_loss(w_va, c_va, D))
             with numba_threads(self.n_jobs):
                 data = self._training_data(X_tr, Y, np.ascontiguousarray(cls[tr]))
-                self._boost(data, loss, validation)
+                self._boost(data, loss, validation, weight_scale=scale)
         return self
 
     # ------------------------------------------------------------------ predict
@@ -197,6 +212,8 @@ class BoostedParametricTree(BaseBoostedTrees):
             raise ValueError(f"nu row {bad} = {nu[bad].tolist()} is not one of the fitted "
                              "base points")
         cls = match.argmax(axis=1).astype(np.int64)
+        self._check_samples(cls, w, self.base_points_, part=" given to score",
+                            check_counts=False)
         return -BPTLoss(self.V_).model_loss(w, cls, D)
 
 

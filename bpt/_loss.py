@@ -53,11 +53,9 @@ def node_score(kind, stats, K, P, min_samples, min_weight, scratch):
         return acc / s0
     # BPT: K = C = number of classes (nominal first)
     for c in range(K):
-        if stats[K + c] < min_samples or not (stats[c] > 0.0):
+        if stats[K + c] < min_samples or not (stats[c] > 0.0) or stats[c] < min_weight:
             return _NEG_INF
     lam0 = stats[0]
-    if lam0 < min_weight:
-        return _NEG_INF
     n = K - 1
     log0 = math.log(lam0)
     for m in range(n):

@@ -9,6 +9,7 @@ order, e.g. for two parameters ``[(0,), (1,), (0, 0), (0, 1), (1, 1)]``.
 from __future__ import annotations
 
 import itertools
+import numbers
 
 import numpy as np
 
@@ -35,7 +36,10 @@ def check_terms(terms, n_parameters, name="terms"):
         raise ValueError(f"{name} must be a non-empty list of index tuples")
     out = []
     for t in terms:
-        t = tuple(int(i) for i in (t if np.ndim(t) else (t,)))
+        raw = tuple(t) if np.ndim(t) else (t,)
+        if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in raw):
+            raise ValueError(f"{name}: term {raw!r} must hold integer parameter indices")
+        t = tuple(int(i) for i in raw)
         if len(t) not in (1, 2):
             raise ValueError(f"{name}: term {t} must have one or two indices (order <= 2)")
         if any(i < 0 or i >= n_parameters for i in t):
