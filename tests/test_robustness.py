@@ -788,10 +788,6 @@ def test_bpt_validates_nu_and_sample_weight(fitted):
             est.predict_ratio(X, point)
 
 
-_XF_MWL = ()  # was an xfail: fixed in the engine
-_XF_TERMS = ()  # was an xfail: fixed in the engine
-_XF_BOOL = ()  # was an xfail: fixed in the engine
-_XF_LG = ()  # was an xfail: fixed in the engine
 
 COMMON_BAD_PARAMS = [
     ("n_estimators", 0), ("n_estimators", 2.5), ("learning_rate", 2), ("learning_rate", 0.0),
@@ -801,18 +797,18 @@ COMMON_BAD_PARAMS = [
     ("terms", [(0,), (0,)]), ("terms", [(0, 0), (0, 0)]), ("terms", [(0, 0, 0)]),
     ("terms", []), ("terms", [(-1,)]), ("verbose", -1), ("validation_fraction", 1.0),
     ("n_iter_no_change", 0), ("random_state", "seed"), ("random_state", -1),
-    pytest.param("terms", [(0.5,)], marks=_XF_TERMS, id="terms-float-index"),
-    pytest.param("terms", [("a",)], marks=_XF_TERMS, id="terms-string-index"),
+    pytest.param("terms", [(0.5,)], id="terms-float-index"),
+    pytest.param("terms", [("a",)], id="terms-string-index"),
 ]
 
 
 @pytest.mark.parametrize("param, value", COMMON_BAD_PARAMS + [
     ("n_parameters", 0), ("n_parameters", 1.5), ("base_points", [[np.nan]]),
     ("base_points", [1.0, 2.0]), ("base_points", "a"),
-    pytest.param("n_parameters", True, marks=_XF_BOOL, id="n_parameters-bool"),
-    pytest.param("min_weight_leaf", -1.0, marks=_XF_MWL, id="mwl-negative"),
-    pytest.param("min_weight_leaf", np.nan, marks=_XF_MWL, id="mwl-nan"),
-    pytest.param("min_weight_leaf", "x", marks=_XF_MWL, id="mwl-string"),
+    pytest.param("n_parameters", True, id="n_parameters-bool"),
+    pytest.param("min_weight_leaf", -1.0, id="mwl-negative"),
+    pytest.param("min_weight_leaf", np.nan, id="mwl-nan"),
+    pytest.param("min_weight_leaf", "x", id="mwl-string"),
 ])
 def test_bit_bad_hyper_parameters_name_the_argument(fitted, param, value):
     _, X, y = fitted["bit"]
@@ -824,8 +820,8 @@ def test_bit_bad_hyper_parameters_name_the_argument(fitted, param, value):
 
 @pytest.mark.parametrize("param, value", COMMON_BAD_PARAMS + [
     ("n_nuisances", 0), ("n_nuisances", 1.5),
-    pytest.param("n_nuisances", True, marks=_XF_BOOL, id="n_nuisances-bool"),
-    pytest.param("learn_global", "no", marks=_XF_LG, id="learn_global-string"),
+    pytest.param("n_nuisances", True, id="n_nuisances-bool"),
+    pytest.param("learn_global", "no", id="learn_global-string"),
 ])
 def test_bpt_bad_hyper_parameters_name_the_argument(fitted, param, value):
     _, X, nu, w = fitted["bpt"]
