@@ -124,7 +124,12 @@ class BaseBoostedTrees(BaseEstimator):
     def _learning_rate(self, b):
         return float(self.learning_rate)
 
-    def _boost(self, data, loss, validation=None, weight_scale=1.0):
+    def _boost(self, X, Y, cls, loss, validation=None, weight_scale=1.0):
+        """Bin X and run the boosting loop on n_jobs threads (see ``_boost_loop``)."""
+        with numba_threads(self.n_jobs):
+            self._boost_loop(self._training_data(X, Y, cls), loss, validation, weight_scale)
+
+    def _boost_loop(self, data, loss, validation, weight_scale):
         """The boosting loop.
 
         ``validation`` = (X_val, callable(ensemble_prediction) -> loss) or None;
@@ -214,11 +219,16 @@ class BaseBoostedTrees(BaseEstimator):
         self._rng_seed = int(rng.randint(np.iinfo(np.int32).max))
 
     # ---------------------------------------------------------------- fitted model
-    def _raw_predict(self, X, stop=None):
+    def predict(self, X):
+        """Learned coefficients, float64 (N, n_terms) in ``terms_`` order: R_A(x) for the
+        BIT, Delta_A(x) for the BPT."""
+        X = self._check_X_predict(X)
         with numba_threads(self.n_jobs):
-            return self.ensemble_.predict(X, stop=stop)
+            return self.ensemble_.predict(X)
 
-    def _staged(self, X):
+    def staged_predict(self, X):
+        """Yield ``predict(X)`` after each tree."""
+        X = self._check_X_predict(X)
         out = np.zeros((X.shape[0], self.ensemble_.n_out))
         for t in range(self.ensemble_.n_trees):
             with numba_threads(self.n_jobs):

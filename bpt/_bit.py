@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import RegressorMixin
 
-from ._base import BaseBoostedTrees, numba_threads, weight_scale
+from ._base import BaseBoostedTrees, weight_scale
 from ._loss import BITLoss, bit_model_loss
 from ._terms import check_terms, default_base_points, make_terms, monomials, term_name
 from ._validation import check_finite, check_point, check_sample_weight
@@ -170,22 +170,11 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
             if va is not None:
                 X_va, y_va = np.ascontiguousarray(X[va]), y[va]
                 validation = (X_va, lambda F: loss.model_loss(y_va, F))
-            with numba_threads(self.n_jobs):
-                data = self._training_data(X_tr, Y, np.zeros(Y.shape[0], dtype=np.int64))
-                self._boost(data, loss, validation, weight_scale=scale)
+            self._boost(X_tr, Y, np.zeros(Y.shape[0], dtype=np.int64), loss, validation,
+                        weight_scale=scale)
         return self
 
     # ------------------------------------------------------------------ predict
-    def predict(self, X):
-        """Learned coefficients R_A(x): float64 array (N, n_terms) in ``terms_`` order."""
-        X = self._check_X_predict(X)
-        return self._raw_predict(X)
-
-    def staged_predict(self, X):
-        """Yield ``predict(X)`` after each tree."""
-        X = self._check_X_predict(X)
-        yield from self._staged(X)
-
     def predict_ratio(self, X, theta):
         """r(x|theta) = 1 + sum_A R_A(x) m_A(theta): theta (P,) -> (N,), (M, P) -> (N, M)."""
         R = self.predict(X)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import BaseBoostedTrees, numba_threads, weight_scale
+from ._base import BaseBoostedTrees, weight_scale
 from ._loss import BPTLoss
 from ._terms import check_terms, make_terms, monomials, term_name
 from ._validation import check_finite, check_point, check_sample_weight
@@ -173,22 +173,11 @@ class BoostedParametricTree(BaseBoostedTrees):
             if va is not None:
                 X_va, w_va, c_va = np.ascontiguousarray(X[va]), w[va], cls[va]
                 validation = (X_va, lambda D: loss.model_loss(w_va, c_va, D))
-            with numba_threads(self.n_jobs):
-                data = self._training_data(X_tr, Y, np.ascontiguousarray(cls[tr]))
-                self._boost(data, loss, validation, weight_scale=scale)
+            self._boost(X_tr, Y, np.ascontiguousarray(cls[tr]), loss, validation,
+                        weight_scale=scale)
         return self
 
     # ------------------------------------------------------------------ predict
-    def predict(self, X):
-        """Learned Delta_A(x): float64 array (N, n_terms) in ``terms_`` order."""
-        X = self._check_X_predict(X)
-        return self._raw_predict(X)
-
-    def staged_predict(self, X):
-        """Yield ``predict(X)`` after each tree."""
-        X = self._check_X_predict(X)
-        yield from self._staged(X)
-
     def predict_log_ratio(self, X, nu):
         """g_nu(x) = sum_A m_A(nu) Delta_A(x): nu (K,) -> (N,), nu (M, K) -> (N, M)."""
         D = self.predict(X)
