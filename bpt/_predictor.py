@@ -12,34 +12,32 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True, inline="always")
+def _leaf(X, i, j, feature, threshold, left, right):
+    """Leaf reached by row i from node j (go left if x <= threshold)."""
+    while feature[j] >= 0:
+        if X[i, feature[j]] <= threshold[j]:
+            j = left[j]
+        else:
+            j = right[j]
+    return j
+
+
 @njit(parallel=True, cache=True)
 def _predict(X, feature, threshold, left, right, value, tree_start, t0, t1, out):
-    n = X.shape[0]
     n_out = value.shape[1]
-    for i in prange(n):
+    for i in prange(X.shape[0]):
         for t in range(t0, t1):
-            j = tree_start[t]
-            while feature[j] >= 0:
-                if X[i, feature[j]] <= threshold[j]:
-                    j = left[j]
-                else:
-                    j = right[j]
+            j = _leaf(X, i, tree_start[t], feature, threshold, left, right)
             for a in range(n_out):
                 out[i, a] += value[j, a]
 
 
 @njit(parallel=True, cache=True)
 def _apply(X, feature, threshold, left, right, tree_start, out):
-    n = X.shape[0]
-    for i in prange(n):
+    for i in prange(X.shape[0]):
         for t in range(tree_start.shape[0]):
-            j = tree_start[t]
-            while feature[j] >= 0:
-                if X[i, feature[j]] <= threshold[j]:
-                    j = left[j]
-                else:
-                    j = right[j]
-            out[i, t] = j
+            out[i, t] = _leaf(X, i, tree_start[t], feature, threshold, left, right)
 
 
 class TreeEnsemble:

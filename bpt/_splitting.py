@@ -26,6 +26,21 @@ GAIN_RTOL = 1e-12
 PARALLEL_WORK = 1 << 18
 
 
+@njit(cache=True, inline="always")
+def _candidate_gain(ls, rs, tot, K, kind, P, min_samples, min_weight, parent, scratch):
+    """Gain of the split with left stats ``ls`` (right = tot - ls, written to ``rs``);
+    -inf if a child is not allowed."""
+    for k in range(tot.shape[0]):
+        rs[k] = tot[k] - ls[k]
+    sl = node_score(kind, ls, K, P, min_samples, min_weight, scratch)
+    if sl == -np.inf:
+        return sl
+    sr = node_score(kind, rs, K, P, min_samples, min_weight, scratch)
+    if sr == -np.inf:
+        return sr
+    return sl + sr - parent
+
+
 @njit(cache=True)
 def _scan_feature(h, nb, tot, K, kind, P, min_samples, min_weight, parent, f, best_gain,
                   best_bin, best_left):
@@ -36,14 +51,8 @@ def _scan_feature(h, nb, tot, K, kind, P, min_samples, min_weight, parent, f, be
     for b in range(nb - 1):
         for k in range(M):
             ls[k] += h[b, k]
-            rs[k] = tot[k] - ls[k]
-        sl = node_score(kind, ls, K, P, min_samples, min_weight, scratch)
-        if sl == -np.inf:
-            continue
-        sr = node_score(kind, rs, K, P, min_samples, min_weight, scratch)
-        if sr == -np.inf:
-            continue
-        gain = sl + sr - parent
+        gain = _candidate_gain(ls, rs, tot, K, kind, P, min_samples, min_weight, parent,
+                               scratch)
         if gain > best_gain[f]:
             best_gain[f] = gain
             best_bin[f] = b
@@ -135,15 +144,8 @@ def find_split_exact(X, rows, start, stop, Y, cls, onehot, tot, K, kind, P, min_
             hi = vals[order[j + 1]]
             if not (lo < hi):
                 continue
-            for k in range(M):
-                rs[k] = tot[k] - ls[k]
-            sl = node_score(kind, ls, K, P, min_samples, min_weight, scratch)
-            if sl == -np.inf:
-                continue
-            sr = node_score(kind, rs, K, P, min_samples, min_weight, scratch)
-            if sr == -np.inf:
-                continue
-            gain = sl + sr - parent
+            gain = _candidate_gain(ls, rs, tot, K, kind, P, min_samples, min_weight, parent,
+                                   scratch)
             if gain > best_gain[f]:
                 best_gain[f] = gain
                 best_pos[f] = j
