@@ -93,7 +93,8 @@ def numpy_q(theta, nu, X, w, sim, lumi=None):
     L = 1.0 if lumi is None else (1 + lumi[1]) ** lumi[0]
     r = L * (f[:, 1] * (1 + theta * x / 2) ** 2 * np.exp(nu[0] * BETA * (x - 1))
              + f[:, 0] * (1 + KAPPA) ** nu[1])
-    sigma = L * (np.sum(ws * (1 + theta * xs[:, 0] / 2) ** 2 * np.exp(nu[0] * BETA * (xs[:, 0] - 1)))
+    xsig = xs[:, 0]
+    sigma = L * (np.sum(ws * (1 + theta * xsig / 2) ** 2 * np.exp(nu[0] * BETA * (xsig - 1)))
                  + (1 + KAPPA) ** nu[1] * wb.sum())
     w = np.ones(len(x)) if w is None else w
     q = np.sum(w * np.log(r)) - sigma + ws.sum() + wb.sum() - 0.5 * nu[0] ** 2 - 0.5 * nu[1] ** 2
@@ -174,6 +175,20 @@ def test_gradient_and_hessian_finite_differences(exact, asimov, theta, nu):
     np.testing.assert_allclose(H, H.T)
 
 
+def test_subsampled_steering_hessian(exact, asimov):
+    """Large datasets: the optimiser's Hessian may come from every k-th chunk of events;
+    value and gradient stay exact and the Hessian is close."""
+    data = exact.prepare(*asimov).arrays()
+    lik = exact.likelihood_
+    z = np.array([0.2, 0.3, -0.5])
+    q, G, H, _, _ = lik.evaluate(z, data, 2)
+    qs, Gs, Hs, _, _ = lik.evaluate(z, data, 2, hess_sample=5000)
+    assert qs == q
+    np.testing.assert_array_equal(Gs, G)
+    np.testing.assert_allclose(Hs, H, rtol=0.15, atol=0.05 * np.abs(H).max())
+    assert not np.array_equal(Hs, H)
+
+
 def test_luminosity_and_free_normalisation(sim):
     xs, ws, xb, wb = sim
     m = AdditiveModel(
@@ -195,6 +210,21 @@ def test_luminosity_and_free_normalisation(sim):
     assert fit.success
     assert fit.nu[0] == pytest.approx(0.5, abs=0.02)
     assert fit.theta[0] == pytest.approx(0.0, abs=0.02)
+
+
+def test_ratio_mapped_to_named_poi(sim, asimov):
+    """ratio=(model, [POI names]) maps the model's parameters onto the named POIs."""
+    xs, ws, xb, wb = sim
+    one = make_model(sim, ExactRatio(), ExactShape(), ExactFractions())
+    two = AdditiveModel(
+        [Process("sig", xs, ws, ratio=(ExactRatio(), ["theta"]),
+                 systematics=[(ExactShape(), ["shape"])]),
+         Process("bkg", xb, wb, normalization={"norm": KAPPA})],
+        pois=["other", "theta"], nuisances=["shape", "norm"], fractions=ExactFractions())
+    X, w = asimov
+    assert two.q([0.7, 0.2], [0.1, 0.3], X, w) == pytest.approx(one.q([0.2], [0.1, 0.3], X, w))
+    with pytest.raises(ValueError, match="unknown POI 'c9'"):
+        AdditiveModel([Process("sig", xs, ws, ratio=(ExactRatio(), ["c9"]))], ["theta"], [])
 
 
 def test_dataset_cache_and_prepare(sim):
@@ -249,6 +279,11 @@ def test_scan_matches_profiles_and_interval(exact, asimov):
     assert lo < fit.theta[0] < hi
     t_ends = exact.scan([lo, hi], *asimov)
     np.testing.assert_allclose(t_ends, CRIT68, atol=1e-5)
+    # the MLE of the same data is reused, not refitted
+    fit2 = exact.fit(*asimov)
+    assert exact.scan(thetas[:2], *asimov, return_result=True).fit is fit2
+    X, w = asimov
+    assert exact.scan(thetas[:2], X, w * 1.01, return_result=True).fit is not fit2
     # the parallel (2-chunk) scan gives the same curve
     import joblib
     with joblib.parallel_config(backend="threading"):
@@ -351,8 +386,24 @@ def test_asimov_and_toys(exact):
     np.testing.assert_array_equal(again[1].X, toys[1].X)
     X, w = toys[0]
     assert X.shape[0] == w.shape[0] and np.all(w >= 1)
+    # auxiliary measurements of the Gaussian constraints are drawn from N(nu, 1)
+    aux = np.array([t.global_observables for t in toys])
+    np.testing.assert_allclose(aux.mean(axis=0), [0.5, -0.2], atol=0.25)
+    np.testing.assert_allclose(aux.std(axis=0), 1.0, atol=0.15)
     fit = exact.fit(toys[0])
-    assert exact.fit(X, w).q == pytest.approx(fit.q)
+    assert exact.fit(exact.prepare(X, w, global_observables=aux[0])).q == pytest.approx(fit.q)
+
+
+def test_asimov_dataset_with_global_observables(exact):
+    ds = exact.asimov([THETA_TRUE], [0.5, -0.4], return_dataset=True)
+    np.testing.assert_array_equal(ds.global_observables, [0.5, -0.4])
+    fit = exact.fit(ds)
+    assert fit.theta[0] == pytest.approx(THETA_TRUE, abs=0.1 * fit.errors[0])
+    np.testing.assert_allclose(fit.nu, [0.5, -0.4], atol=0.1)
+    # the constraint term is -(nu - a)^2 / 2 relative to nu = 0
+    X, w = ds
+    d = exact.q([0.1], [0.3, 0.2], ds) - exact.q([0.1], [0.3, 0.2], X, w)
+    assert d == pytest.approx(0.5 * 0.3 + (-0.4) * 0.2)
 
 
 def test_toys_negative_weights(sim):

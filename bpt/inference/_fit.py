@@ -21,6 +21,9 @@ Q_TOL = 1e-7
 # Scan points whose predicted start is this close (Newton decrement, units of q) finish
 # with one unevaluated Newton step: t is then accurate to ~1e-6.
 SCAN_EXTRAPOLATE = 1e-5
+# The Hessians that only steer the optimiser are estimated from at least this many events
+# (every k-th chunk of 2048) on larger datasets; ``exact_hessian=True`` uses all events.
+HESS_SAMPLE = 100_000
 
 
 @dataclass
@@ -107,15 +110,21 @@ class _Objective:
         return z
 
     def get(self, x, exact=False):
-        """(-q, -grad, -hess) over the free parameters, ok, (q, G, H, H_is_exact) in full."""
+        """(-q, -grad, -hess) over the free parameters, ok, (q, G, H, H_exact_here) in full.
+
+        ``exact=True``: the Hessian at x from all events (recomputed if the cached one
+        was frozen or subsampled).
+        """
         key = np.asarray(x, dtype=np.float64).tobytes()
         hit = self.cache.get(key)
         if hit is not None and (not exact or hit[4] is None or hit[4][3]):
             return hit
         z = self.full(x)
+        full = exact
         exact = (exact or self.H_full is None or self.refresh
                  or self.since_exact >= self.EXACT_EVERY)
-        q, G, H, n_bad, _ = self.lik.evaluate(z, self.data, 2 if exact else 1, self.parallel)
+        q, G, H, n_bad, _ = self.lik.evaluate(z, self.data, 2 if exact else 1, self.parallel,
+                                              None if full else HESS_SAMPLE)
         self.n_eval += 1
         n = x.shape[0]
         if n_bad:
@@ -129,7 +138,7 @@ class _Objective:
                 H = self.H_full
                 self.since_exact += 1
             f = self.free
-            hit = (-q, -G[f], -H[np.ix_(f, f)], True, (q, G, H, exact))
+            hit = (-q, -G[f], -H[np.ix_(f, f)], True, (q, G, H, exact and full))
         if len(self.cache) > 8:
             self.cache.pop(next(iter(self.cache)))
         self.cache[key] = hit
@@ -199,7 +208,7 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
             dec = _decrement(g, H)
             if dec <= Q_TOL:
                 raise StopIteration
-            if dec > 0.05 * last["dec"]:
+            if not np.isfinite(dec) or dec > 0.05 * last["dec"]:
                 obj.refresh = True          # slow progress: use an exact Hessian next
             last["dec"] = dec
 

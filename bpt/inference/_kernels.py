@@ -18,7 +18,7 @@ or s_i = w_i (the yield sum_i w_i r_i):
 
 * the value;
 * U_c = sum_i s_i e_p x_c (R columns), sum_i s_i T_p x_c (systematics columns) and
-  V_p = sum_i s_i T_p: the gradient is JT U + dlogc^T V (assembled by the caller),
+  V_p = sum_i s_i T_p: the gradient is J^T U + dlogc^T V (assembled by the caller),
   because every term of dr/dz is linear in the event's coefficients;
 * (order 2) the parts of the Hessian that are not linear in the coefficients:
   sum_i s_i [e_p (gR gS' + gS gR') + T_p gS gS'] - [log_mode] w_i dr dr' / r^2, with
@@ -27,7 +27,7 @@ or s_i = w_i (the yield sum_i w_i r_i):
 Events with w = 0 are skipped; in ``log_mode`` events with r <= 0 or a non-finite r
 are counted (and skipped), never accumulated.  Events are processed in fixed chunks
 whose partial sums the caller adds in a fixed order, so results do not depend on the
-number of threads.
+number of threads (no fast-math: IEEE arithmetic, the same sums in every run).
 """
 
 from __future__ import annotations
@@ -40,10 +40,9 @@ import numpy as np
 __all__ = ["CHUNK", "accumulate"]
 
 CHUNK = 2048
-_FASTMATH = {"reassoc", "contract"}     # vectorised sums; NaN/inf semantics kept
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, nogil=True)
 def _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois,
            rs, re, ss, se, fc, logc, dlogc, mv, J, out, bad):
     # Inner loops index with unsigned integers: numba then emits no negative-index
@@ -166,34 +165,39 @@ def _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois,
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _run_parallel(n, coef, rows, weight, log_mode, order, n_pois, rs, re, ss, se, fc, logc,
-                  dlogc, mv, J, out, bad):
+def _run_parallel(n, coef, rows, weight, log_mode, order, hstride, n_pois, rs, re, ss, se, fc,
+                  logc, dlogc, mv, J, out, bad):
     n_chunks = out.shape[0]
     for k in numba.prange(n_chunks):
         lo = k * CHUNK
         hi = min(n, lo + CHUNK)
-        _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois, rs, re, ss, se, fc, logc,
+        o = order if (order < 2 or k % hstride == 0) else 1
+        _chunk(lo, hi, coef, rows, weight, log_mode, o, n_pois, rs, re, ss, se, fc, logc,
                dlogc, mv, J, out[k], bad[k])
 
 
 @numba.njit(cache=True, nogil=True)
-def _run_serial(n, coef, rows, weight, log_mode, order, n_pois, rs, re, ss, se, fc, logc,
-                dlogc, mv, J, out, bad):
+def _run_serial(n, coef, rows, weight, log_mode, order, hstride, n_pois, rs, re, ss, se, fc,
+                logc, dlogc, mv, J, out, bad):
     n_chunks = out.shape[0]
     for k in range(n_chunks):
         lo = k * CHUNK
         hi = min(n, lo + CHUNK)
-        _chunk(lo, hi, coef, rows, weight, log_mode, order, n_pois, rs, re, ss, se, fc, logc,
+        o = order if (order < 2 or k % hstride == 0) else 1
+        _chunk(lo, hi, coef, rows, weight, log_mode, o, n_pois, rs, re, ss, se, fc, logc,
                dlogc, mv, J, out[k], bad[k])
 
 
 def accumulate(coef, rows, weight, log_mode, order, n_pois, blocks, logc, dlogc, mv, JT, Hm,
-               parallel=True):
+               parallel=True, hess_sample=None):
     """Sum over events: (value, grad (n_par,), hess (n_par, n_par), n_bad, first_bad).
 
     ``rows`` / ``weight``: int64 / float64 arrays, empty = identity / unit weights.
     ``blocks`` = (rs, re, ss, se, fc) int64 arrays; ``Hm`` = (ha, hb, hv) the constant
     second derivatives of the monomials (ha = -1: none).
+    ``hess_sample``: if given and there are more events, the part of the Hessian that is
+    not linear in the coefficients (the costly one) is estimated from every k-th chunk
+    (at least ``hess_sample`` events) and scaled up; value and gradient stay exact.
     """
     n_par = dlogc.shape[1]
     n_proc = dlogc.shape[0]
@@ -202,9 +206,22 @@ def accumulate(coef, rows, weight, log_mode, order, n_pois, blocks, logc, dlogc,
     n_chunks = max(1, -(-n // CHUNK))
     out = np.zeros((n_chunks, 1 + n_col + n_proc + n_par * n_par))
     bad = np.zeros((n_chunks, 2), dtype=np.int64)
-    run = _run_parallel if (parallel and n_chunks > 1) else _run_serial
-    run(n, coef, rows, weight, bool(log_mode), int(order), int(n_pois), *blocks, logc, dlogc,
-        mv, np.ascontiguousarray(JT.T), out, bad)
+    hstride = 1
+    if order >= 2 and hess_sample is not None and n > hess_sample:
+        hstride = max(1, n_chunks // max(1, -(-int(hess_sample) // CHUNK)))
+    args = (n, coef, rows, weight, bool(log_mode), int(order), hstride, int(n_pois), *blocks,
+            logc, dlogc, mv, np.ascontiguousarray(JT.T), out, bad)
+    if parallel and n_chunks > 1:
+        # hand out 4 chunks at a time instead of one static block per thread: robust to
+        # threads that run slower (shared machines)
+        with numba.parallel_chunksize(4):
+            _run_parallel(*args)
+    else:
+        _run_serial(*args)
+    if hstride > 1:
+        sampled = np.arange(0, n_chunks, hstride)
+        n_sampled = int(np.minimum(CHUNK, n - sampled * CHUNK).sum())
+        out[:, 1 + n_col + n_proc:] *= n / n_sampled
     tot = out.sum(axis=0)
     val = float(tot[0])
     U = tot[1:1 + n_col]

@@ -135,7 +135,7 @@ class Likelihood:
                 "dSigma(x|theta,nu)/dSigma(x|SM) must be positive for every event")
 
     # ------------------------------------------------------------------ evaluation
-    def sim_yield(self, z, order=0, parallel=True):
+    def sim_yield(self, z, order=0, parallel=True, hess_sample=None):
         """sigma(theta, nu) = L(nu) sum_p alpha_p(nu) sum_{i in sim_p} w_i R_p S_p, derivatives."""
         n = self.n_par
         val, G, H = 0.0, np.zeros(n), np.zeros((n, n))
@@ -147,32 +147,33 @@ class Likelihood:
             v, g, h, _, _ = accumulate(coef, _EMPTY_I, w, False, order, self.n_pois, lay.blocks,
                                        logc, lay.lognorm, np.ascontiguousarray(mv[lo:hi]),
                                        np.ascontiguousarray(JT[:, lo:hi]), lay.Hm,
-                                       parallel=parallel)
+                                       parallel=parallel, hess_sample=hess_sample)
             val += v
             G += g
             H += h
         return val, G, H
 
-    def data_term(self, z, data, order=0, parallel=True):
+    def data_term(self, z, data, order=0, parallel=True, hess_sample=None):
         coef, rows, weight = data[:3]
         lay = self.layout
         mv, JT = lay.columns_at(z)
         logc = lay.lognorm @ z
         return accumulate(coef, rows, weight, True, order, self.n_pois, lay.blocks, logc,
-                          lay.lognorm, mv, JT, lay.Hm, parallel=parallel)
+                          lay.lognorm, mv, JT, lay.Hm, parallel=parallel, hess_sample=hess_sample)
 
-    def evaluate(self, z, data, order=0, parallel=True):
+    def evaluate(self, z, data, order=0, parallel=True, hess_sample=None):
         """(q, grad, hess, n_bad, first_bad); q is meaningless when n_bad > 0.
 
+        ``hess_sample``: see ``_kernels.accumulate`` (None: the exact Hessian).
         ``data`` = (coef, rows, weight[, global observables a (K,)]): the Gaussian
         constraint of nuisance k is an auxiliary measurement a_k (default 0), so its term
         is log C(nu|a)/C(0|a) = -nu^2/2 + a nu.
         """
         z = np.ascontiguousarray(z, dtype=np.float64)
-        v, G, H, n_bad, first = self.data_term(z, data, order, parallel)
+        v, G, H, n_bad, first = self.data_term(z, data, order, parallel, hess_sample)
         if n_bad:
             return np.nan, G, H, n_bad, first
-        s, sG, sH = self.sim_yield(z, order, parallel)
+        s, sG, sH = self.sim_yield(z, order, parallel, hess_sample)
         nu = z[self.n_pois:]
         gm = self.gaussian
         aux = data[3] if len(data) > 3 and data[3] is not None else np.zeros(nu.shape[0])
@@ -211,4 +212,3 @@ class Likelihood:
 
 
 _EMPTY_I = np.zeros(0, dtype=np.int64)
-_EMPTY_F = np.zeros(0, dtype=np.float64)

@@ -174,7 +174,7 @@ class Dataset:
     def arrays(self, weight=None):
         """(coef, rows, weight) for the kernels (empty arrays = identity / unit weights)."""
         rows = _EMPTY_I if self._rows is None else self._rows
-        w = self.weight if weight is None else weight
+        w = self.weight if weight is None else np.ascontiguousarray(weight, dtype=np.float64)
         if w is None:
             w = _EMPTY_F
         elif w.shape[0] != self.n_events:
@@ -256,6 +256,13 @@ class AdditiveModel:
         self._layout, self._sources = self._build_layout()
         self._cache = OrderedDict()
         self._compiled = None
+        self._last_fit = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_cache"] = OrderedDict()          # weak references do not pickle
+        state["_last_fit"] = None
+        return state
 
     # ------------------------------------------------------------------ structure
     @property
@@ -606,10 +613,21 @@ class AdditiveModel:
         """Maximum-likelihood fit of (theta, nu), starting from (0, 0).
 
         Returns a :class:`FitResult` with ``theta``, ``nu``, ``q`` (and the Hessian and its
-        inverse, the Gaussian covariance).
+        inverse, the Gaussian covariance).  The result is remembered for the dataset, so a
+        following ``scan`` / ``interval`` of the same data does not refit.
         """
         data = self._data(X, weight)
-        return self._fit(self.likelihood_, data)
+        return self._fit_cached(self.likelihood_, data, refit=True)
+
+    def _fit_cached(self, lik, data, refit=False):
+        """The MLE of ``data``, reusing the last one if the data are the same."""
+        key = _data_key(data)
+        last = self._last_fit
+        if not refit and last is not None and last[0] == key:
+            return last[2]
+        fit = self._fit(lik, data)
+        self._last_fit = (key, data[0], fit)      # holding coef keeps its id valid
+        return fit
 
     def profile(self, theta, X, weight=None, nu_start=None):
         """Maximise q over nu at fixed theta: a :class:`ProfileResult` with ``nu`` and ``q``.
@@ -660,7 +678,7 @@ class AdditiveModel:
         if vals.shape[1] != fixed.shape[0] or vals.shape[0] == 0:
             raise ValueError(f"thetas must have shape (M, {fixed.shape[0]}) with M >= 1 to scan "
                              f"{[self.pois[i] for i in fixed]}, got {vals.shape}")
-        fit = self._fit(lik, data)
+        fit = self._fit_cached(lik, data)
         z_hat = np.concatenate([fit.theta, fit.nu])
         chunks = np.array_split(np.arange(vals.shape[0]), n_tasks(n_jobs, vals.shape[0]))
         parts = run_tasks(_scan_chunk, [vals[c] for c in chunks], n_jobs, lik, data, fixed,
@@ -669,8 +687,9 @@ class AdditiveModel:
         zs = np.concatenate([p[1] for p in parts])
         ok = np.concatenate([p[2] for p in parts])
         q_max = fit.q
-        if qs.max() > q_max + Q_TOL:
-            # the global fit missed the maximum: restart it from the best scanned point
+        if qs.max() > q_max + 10 * Q_TOL:
+            # the global fit missed the maximum (beyond the ~1e-6 precision of extrapolated
+            # scan points): restart it from the best scanned point
             best = zs[int(np.argmax(qs))]
             z, q, G, H, s, msg, n_eval = maximize(lik, data, best,
                                                   np.ones(lik.n_par, dtype=bool),
@@ -683,6 +702,7 @@ class AdditiveModel:
                     cov = np.full_like(H, np.nan)
                 fit = FitResult(z[:P].copy(), z[P:].copy(), q, s, msg, n_eval, H, cov)
                 q_max = q
+                self._last_fit = (_data_key(data), data[0], fit)
         t = -2.0 * (qs - q_max)
         if not return_result:
             return t
@@ -702,7 +722,7 @@ class AdditiveModel:
         j = self._poi_index(poi)
         data = self._data(X, weight)
         lik = self.likelihood_
-        fit = self._fit(lik, data)
+        fit = self._fit_cached(lik, data)
         crit = float(stats.chi2.ppf(cl, 1))
         z_hat = np.concatenate([fit.theta, fit.nu])
         sigma = float(np.sqrt(fit.covariance[j, j])) if fit.covariance[j, j] > 0 else 1.0
@@ -811,6 +831,18 @@ def _predict(model, X, n_cols, what):
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{what}.predict returned non-finite values")
     return out
+
+
+def _data_key(data):
+    """Identity of a kernel data tuple: the (internal, never modified) coefficient array
+    by id, rows / weights / global observables by content."""
+    coef, rows, w = data[:3]
+    aux = data[3] if len(data) > 3 else None
+    h = hashlib.blake2b(digest_size=16)
+    for a in (rows, w, aux):
+        h.update(b"|" if a is None else np.ascontiguousarray(a).tobytes())
+        h.update(b"/")
+    return (id(coef), coef.shape, h.hexdigest())
 
 
 def _check_n_toys(n_toys):
