@@ -504,3 +504,17 @@ def test_bad_models(sim):
         m.q([0.0], [0.0], np.zeros((5, 3)))
     with pytest.raises(ValueError, match="n_toys"):
         m.toys([0.0], [0.0], 0)
+
+
+def test_finite_far_from_the_simulation(learned, sim):
+    """Events in sparsely populated or empty regions (x1 from 12 to 50, x2 outside [0, 1]):
+    the learned trees extrapolate their edge leaves, so q, its gradient and the profile
+    stay finite."""
+    rng = np.random.default_rng(7)
+    X = np.column_stack([rng.uniform(12.0, 50.0, 200), rng.uniform(-3.0, 4.0, 200)])
+    assert X[:, 0].min() > sim[0][:, 0].max()              # beyond every simulated event
+    for theta, nu in [([0.0], [0.0, 0.0]), ([0.3], [0.5, -0.5]), ([-0.2], [-1.0, 1.0])]:
+        q, grad = learned.q(theta, nu, X, derivatives=1)[:2]
+        assert np.isfinite(q) and np.all(np.isfinite(grad))
+    prof = learned.profile([0.2], X)
+    assert np.isfinite(prof.q) and np.all(np.isfinite(prof.nu))
