@@ -12,6 +12,19 @@ make_terms
     The polynomial terms (linear, then quadratic) used by both estimators.
 load
     Read an estimator saved with ``est.save(path)`` (safe: no code is executed).
+
+Sub-modules
+-----------
+bpt.inference
+    The additive, refinable model and the unbinned test statistic q (AdditiveModel,
+    Process, Nuisance): fits, profiles, scans, intervals, toys.
+bpt.datasets
+    A built-in toy physics generator with exact truth (no downloads).
+bpt.plotting
+    Learned vs true coefficients, loss curves, systematic ratios, scans, contours
+    (needs matplotlib: ``pip install bpt[plot]``).
+bpt.export
+    ONNX export of fitted estimators (``pip install bpt[onnx]``).
 """
 
 from ._bit import BoostedInformationTree

@@ -8,9 +8,10 @@ process-fraction classifier; then ``q``, ``fit``, ``profile``, ``scan``, ``inter
 """
 
 from ._fit import FitResult, ProfileResult, ScanResult
+from ._io import load_model
 from ._likelihood import RateError
 from ._model import AdditiveModel, Dataset, Nuisance, Process
 from ._toys import CoverageResult
 
 __all__ = ["AdditiveModel", "CoverageResult", "Dataset", "FitResult", "Nuisance", "Process",
-           "ProfileResult", "RateError", "ScanResult"]
+           "ProfileResult", "RateError", "ScanResult", "load_model"]

@@ -264,6 +264,20 @@ class AdditiveModel:
         state["_last_fit"] = None
         return state
 
+    def save(self, path, allow_pickle=False):
+        """Save the whole model to one file; read it back with :func:`bpt.inference.load_model`.
+
+        Stores the POIs, nuisances, luminosity, every process (name, simulation X and
+        weights, normalisations, the mapping of its models to parameter names), each
+        BoostedInformationTree / BoostedParametricTree as plain arrays (no pickle) and the
+        fraction classifier as a ``skops.io`` dump (extra ``bpt[skops]``).
+        ``allow_pickle=True``: if skops is missing or cannot serialise the classifier,
+        store it as a pickle instead (then ``load_model`` needs ``trusted=True``).
+        ``path`` is a path (written atomically) or a binary file object.  See docs/saving.md.
+        """
+        from ._io import save_model
+        save_model(self, path, allow_pickle=allow_pickle)
+
     # ------------------------------------------------------------------ structure
     @property
     def process_names(self):
