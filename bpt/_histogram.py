@@ -26,6 +26,23 @@ def _gather(Y, rows, start, stop, out):
             out[ii - start, k] = Y[i, k]
 
 
+@njit(cache=True, inline="always")
+def _add_row(h, b, Yo, r, K):
+    """h[b, :K] += Yo[r], h[b, K] += 1; unrolled for the common small K (one parameter,
+    linear or quadratic), which LLVM then hoists out of the row loop."""
+    if K == 2:
+        h[b, 0] += Yo[r, 0]
+        h[b, 1] += Yo[r, 1]
+    elif K == 3:
+        h[b, 0] += Yo[r, 0]
+        h[b, 1] += Yo[r, 1]
+        h[b, 2] += Yo[r, 2]
+    else:
+        for k in range(K):
+            h[b, k] += Yo[r, k]
+    h[b, K] += 1.0
+
+
 @njit(parallel=True, cache=True)
 def _hist_dense(Xb, rows, start, stop, Yo, identity, hist):
     n_features = Xb.shape[0]
@@ -35,16 +52,10 @@ def _hist_dense(Xb, rows, start, stop, Yo, identity, hist):
         h = hist[f]
         if identity:
             for ii in range(start, stop):
-                b = x[ii]
-                for k in range(K):
-                    h[b, k] += Yo[ii - start, k]
-                h[b, K] += 1.0
+                _add_row(h, x[ii], Yo, ii - start, K)
         else:
             for ii in range(start, stop):
-                b = x[rows[ii]]
-                for k in range(K):
-                    h[b, k] += Yo[ii - start, k]
-                h[b, K] += 1.0
+                _add_row(h, x[rows[ii]], Yo, ii - start, K)
 
 
 @njit(parallel=True, cache=True)
