@@ -99,7 +99,7 @@ class TreeGrower:
         hist_mode = self.split == "hist"
         if hist_mode and self._buffer is None:
             # only the smaller child of a split is accumulated: at most n // 2 rows
-            self._buffer = np.empty((n // 2 + 1) * d.Y.shape[1] if not loss.onehot else 0)
+            self._buffer = np.empty((n // 2 + 1) * max(d.Y.shape[1], 2))
         nodes = []   # dicts: start, stop, depth, stats
 
         def new_node(start, stop, depth, stats):

@@ -59,30 +59,45 @@ def _hist_dense(Xb, rows, start, stop, Yo, identity, hist):
 
 
 @njit(parallel=True, cache=True)
-def _hist_onehot(Xb, rows, start, stop, w, cls, n_cls, hist):
+def _gather_onehot(w, cls, rows, start, stop, wo, co):
+    for ii in prange(start, stop):
+        i = rows[ii]
+        wo[ii - start] = w[i]
+        co[ii - start] = cls[i]
+
+
+@njit(parallel=True, cache=True)
+def _hist_onehot(Xb, rows, start, stop, wo, co, identity, n_cls, hist):
     n_features = Xb.shape[0]
     for f in prange(n_features):
         x = Xb[f]
         h = hist[f]
         for ii in range(start, stop):
-            i = rows[ii]
-            b = x[i]
-            k = cls[i]
-            h[b, k] += w[i]
+            b = x[ii] if identity else x[rows[ii]]
+            r = ii - start
+            k = co[r]
+            h[b, k] += wo[r]
             h[b, n_cls + k] += 1.0
 
 
 def build_histogram(Xb, rows, start, stop, Y, cls, onehot, n_sums, hist, buffer):
     """Accumulate rows[start:stop] into the zeroed ``hist`` (see module docstring).
 
-    ``buffer`` is a float64 array with at least (stop - start) * Y.shape[1]
-    elements, reused between nodes for the ordered targets.
+    ``buffer`` is a float64 array with at least (stop - start) * max(Y.shape[1], 2)
+    elements, reused between nodes for the ordered targets (weights and classes for
+    the one-hot BPT layout).
     """
-    if onehot:
-        _hist_onehot(Xb, rows, start, stop, Y[:, 0], cls, n_sums, hist)
-        return
     n = stop - start
     identity = start == 0 and n == Y.shape[0] and _is_identity(rows)
+    if onehot:
+        if identity:
+            _hist_onehot(Xb, rows, start, stop, Y[:, 0], cls, True, n_sums, hist)
+            return
+        wo = buffer[:n]
+        co = buffer[n:2 * n].view(np.int64)
+        _gather_onehot(Y[:, 0], cls, rows, start, stop, wo, co)
+        _hist_onehot(Xb, rows, start, stop, wo, co, False, n_sums, hist)
+        return
     if identity:
         _hist_dense(Xb, rows, start, stop, Y, True, hist)
         return

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._loss import node_score
+from ._loss import KIND_BPT, node_score
 
 # relative gain below which a split is treated as no improvement (round-off)
 GAIN_RTOL = 1e-12
@@ -85,7 +85,9 @@ def find_split_hist(hist, n_bins, tot, K, kind, P, min_samples, min_weight):
     best_gain = np.full(n_features, -np.inf)
     best_bin = np.full(n_features, -1, dtype=np.int64)
     best_left = np.zeros((n_features, M))
-    scan = _scan_parallel if hist.size * max(K // 8, 1) >= PARALLEL_WORK else _scan_serial
+    # a BPT candidate costs O(n_base_points^2) plus logarithms: always worth threads
+    work = hist.size * (64 if kind == KIND_BPT else max(K // 8, 1))
+    scan = _scan_parallel if work >= PARALLEL_WORK else _scan_serial
     scan(hist, n_bins, tot, K, kind, P, min_samples, min_weight, parent, best_gain, best_bin,
          best_left)
     return _pick(best_gain, best_bin, best_left, parent)
