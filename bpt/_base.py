@@ -194,10 +194,19 @@ class BaseBoostedTrees(BaseEstimator):
             msg += f"  val loss {val_loss[-1]: .6g}"
         print(msg + f"  {elapsed:7.2f} s", file=sys.stdout, flush=True)
 
-    def _split_validation(self, n, stratify=None):
-        """Indices (train, validation); validation empty if validation_fraction is None."""
+    def _split_validation(self, n, stratify=None, groups=None):
+        """Indices (train, validation); validation None if validation_fraction is None.
+
+        With ``groups``, rows sharing a group id stay on the same side of the split.
+        """
         if self.validation_fraction is None:
             return np.arange(n), None
+        if groups is not None:
+            from sklearn.model_selection import GroupShuffleSplit
+            splitter = GroupShuffleSplit(n_splits=1, test_size=self.validation_fraction,
+                                         random_state=self._rng_seed)
+            tr, va = next(splitter.split(np.zeros((n, 1)), groups=groups))
+            return np.sort(tr), np.sort(va)
         from sklearn.model_selection import train_test_split
         tr, va = train_test_split(np.arange(n), test_size=self.validation_fraction,
                                   random_state=self._rng_seed, stratify=stratify)

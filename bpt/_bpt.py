@@ -140,8 +140,15 @@ class BoostedParametricTree(BaseBoostedTrees):
         return points, cls, V
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, nu, sample_weight=None):
-        """Fit on features X (N, F) and base-point coordinates nu (N, K)."""
+    def fit(self, X, nu, sample_weight=None, groups=None):
+        """Fit on features X (N, F) and base-point coordinates nu (N, K).
+
+        ``groups`` (optional, (N,)): an id per row; rows with the same id (the same
+        simulated event at several base points, as in weight or feature variations of
+        one sample) are kept on the same side of the validation split.  Without it, a
+        correlated sample leaks into the validation set and ``validation_loss_`` (and
+        early stopping) is biased.
+        """
         with self._fitting():
             self._start_fit()
             terms = self._resolve_terms()
@@ -158,7 +165,12 @@ class BoostedParametricTree(BaseBoostedTrees):
             self.base_points_ = points
             self.V_ = V
 
-            tr, va = self._split_validation(X.shape[0], stratify=cls)
+            if groups is not None:
+                groups = np.asarray(groups)
+                if groups.shape != (X.shape[0],):
+                    raise ValueError(f"groups must have shape ({X.shape[0]},), got "
+                                     f"{groups.shape}")
+            tr, va = self._split_validation(X.shape[0], stratify=cls, groups=groups)
             if va is not None:
                 self._check_samples(cls[tr], w[tr], points, part=" (training part, after "
                                     f"holding out validation_fraction={self.validation_fraction})")

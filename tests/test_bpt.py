@@ -162,3 +162,19 @@ def test_bad_weights_and_values():
         BPT(n_nuisances=1).fit(X2, nu, w)
     with pytest.raises(ValueError, match="n_nuisances = 2 columns"):
         BPT(n_nuisances=2).fit(X, nu, w)
+
+
+def test_groups_keep_correlated_events_on_one_side_of_the_validation_split():
+    X, nu, w = bpt_gaussian_samples(3_000, seed=21, reweighted=True)
+    n_points = len(BPT_POINTS) + 1
+    groups = np.tile(np.arange(3_000), n_points)          # the same event at every point
+    est = BPT(n_nuisances=2, n_estimators=3, max_depth=2, validation_fraction=0.3,
+              random_state=0)
+    est._start_fit()
+    tr, va = est._split_validation(len(X), groups=groups)
+    assert not set(groups[tr]) & set(groups[va])
+    assert abs(len(va) / len(X) - 0.3) < 0.02
+    est.fit(X, nu, w, groups=groups)
+    assert est.validation_loss_.shape == (3,)
+    with pytest.raises(ValueError, match="groups must have shape"):
+        est.fit(X, nu, w, groups=groups[:-1])

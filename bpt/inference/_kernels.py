@@ -40,6 +40,7 @@ import numpy as np
 __all__ = ["CHUNK", "accumulate"]
 
 CHUNK = 2048
+MIN_PARALLEL_CHUNKS = 16      # run in parallel from 16 chunks (32768 events) on
 
 
 @numba.njit(cache=True, nogil=True)
@@ -211,7 +212,9 @@ def accumulate(coef, rows, weight, log_mode, order, n_pois, blocks, logc, dlogc,
         hstride = max(1, n_chunks // max(1, -(-int(hess_sample) // CHUNK)))
     args = (n, coef, rows, weight, bool(log_mode), int(order), hstride, int(n_pois), *blocks,
             logc, dlogc, mv, np.ascontiguousarray(JT.T), out, bad)
-    if parallel and n_chunks > 1:
+    # small datasets run serially: a parallel region costs more than it saves there, and
+    # far more on a shared, oversubscribed machine (chunk sums are the same either way)
+    if parallel and n_chunks >= MIN_PARALLEL_CHUNKS:
         # hand out 4 chunks at a time instead of one static block per thread: robust to
         # threads that run slower (shared machines)
         with numba.parallel_chunksize(4):
