@@ -100,7 +100,8 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     # ------------------------------------------------------------------ setup
     def _resolve_terms(self):
         if (isinstance(self.n_parameters, bool)
-                or not (isinstance(self.n_parameters, (int, np.integer)) and self.n_parameters >= 1)):
+                or not isinstance(self.n_parameters, (int, np.integer))
+                or self.n_parameters < 1):
             raise ValueError(f"n_parameters must be an integer >= 1, got {self.n_parameters!r}")
         if self.terms is not None:
             return check_terms(self.terms, self.n_parameters)
@@ -151,7 +152,8 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
             self.base_points_, self.metric_, U = self._metric(terms)
             total = y[:, 0].sum()
             if not total > 0:
-                raise ValueError(f"the sum of SM weights (y[:, 0]) must be positive, got {total:.6g}")
+                raise ValueError("the sum of SM weights (y[:, 0]) must be positive, got "
+                                 f"{total:.6g}")
 
             tr, va = self._split_validation(X.shape[0])
             y_tr = y if va is None else y[tr]

@@ -13,7 +13,8 @@ __all__ = ["BoostedParametricTree"]
 
 
 class BoostedParametricTree(BaseBoostedTrees):
-    """Boosted Parametric Tree: learns Delta_A(x) in log dsigma(x|nu)/dsigma(x|0) = sum_A m_A(nu) Delta_A(x).
+    """Boosted Parametric Tree: learns Delta_A(x) in
+    log dsigma(x|nu)/dsigma(x|0) = sum_A m_A(nu) Delta_A(x).
 
     Parameters
     ----------

@@ -43,7 +43,8 @@ def check_terms(terms, n_parameters, name="terms"):
         if len(t) not in (1, 2):
             raise ValueError(f"{name}: term {t} must have one or two indices (order <= 2)")
         if any(i < 0 or i >= n_parameters for i in t):
-            raise ValueError(f"{name}: term {t} refers to a parameter outside 0..{n_parameters - 1}")
+            raise ValueError(f"{name}: term {t} refers to a parameter outside "
+                             f"0..{n_parameters - 1}")
         if len(t) == 2 and t[0] > t[1]:
             t = (t[1], t[0])
         out.append(t)

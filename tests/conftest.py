@@ -81,6 +81,18 @@ def bpt_gaussian_samples(n_per_point, seed, points=BPT_POINTS, reweighted=False)
     return np.vstack(Xs), np.vstack(nus), np.concatenate(ws)
 
 
+@pytest.fixture(scope="module")
+def one_numba_thread():
+    """Run the kernels of a module's small fits on one thread (launching a parallel
+    kernel costs milliseconds on a loaded machine); tests that pass n_jobs still get it,
+    and thread-count invariance is tested on its own."""
+    import numba
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def reference_data():
     if not os.path.isdir(REFERENCE):

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import bit_quadratic_model, true_bit_coefficients
+from conftest import bit_quadratic_model
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score

@@ -5,7 +5,6 @@ test wants them), a few hundred events and a few small trees per example.  Examp
 derandomized so that the suite is reproducible; ``max_examples`` is kept small.
 """
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -22,15 +21,8 @@ seeds = st.integers(0, 2 ** 32 - 1)
 splits = st.sampled_from(["hist", "exact"])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_numba_thread():
-    """Run the kernels of these small fits on one thread (launching a parallel kernel
-    costs milliseconds on a loaded machine); tests that pass n_jobs still get it, and
-    thread-count invariance is tested on its own."""
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+# small fits: run the kernels on one thread (see conftest.one_numba_thread)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")
 
 
 # ----------------------------------------------------------------------------- data

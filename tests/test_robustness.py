@@ -7,7 +7,6 @@ test_properties.py.  Every test here is small: a few hundred to a few ten thousa
 import math
 import warnings
 
-import numba
 import numpy as np
 import pytest
 from conftest import bit_quadratic_model
@@ -19,15 +18,8 @@ from bpt import BoostedParametricTree as BPT
 SPLITS = ["hist", "exact"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_numba_thread():
-    """Run the kernels of these small fits on one thread (launching a parallel kernel
-    costs milliseconds on a loaded machine); tests that pass n_jobs still get it, and
-    thread-count invariance is tested on its own."""
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+# small fits: run the kernels on one thread (see conftest.one_numba_thread)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")
 
 
 # ----------------------------------------------------------------------------- helpers
