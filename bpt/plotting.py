@@ -19,7 +19,7 @@ import numpy as np
 from ._terms import term_name
 
 __all__ = ["plot_coefficients", "plot_loss", "plot_systematic_ratios", "plot_scan",
-           "plot_contour"]
+           "plot_contour", "offscreen_pyplot"]
 
 #: Delta t at 68% / 95% CL for one and two parameters (Wilks).
 LEVELS_1D = (1.0, 3.84)
@@ -35,6 +35,18 @@ def _pyplot():
         raise ImportError("bpt.plotting needs matplotlib; install it with "
                           "`pip install bpt[plot]` (or `pip install matplotlib`)") from exc
     return plt
+
+
+def offscreen_pyplot():
+    """``matplotlib.pyplot`` on the off-screen Agg backend, for scripts that write PNG
+    files; ``None`` (after printing why) when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: plot skipped (pip install -e \".[plot]\")")
+        return None
+    matplotlib.use("Agg")
+    return _pyplot()
 
 
 def _new_axes(ax, figsize=(5.0, 3.8)):

@@ -177,15 +177,10 @@ def main(argv=None):
               f"(ratio {w['learned'] / w['exact']:.3f}); best fits differ by "
               f"{fits['learned'].theta[j] - fits['exact'].theta[j]:+.3f}")
 
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("\nmatplotlib is not installed: plot skipped (pip install -e \".[plot]\")")
-    else:
-        from bpt import plotting
+    from bpt import plotting
 
+    plt = plotting.offscreen_pyplot()
+    if plt is not None:
         os.makedirs(args.out, exist_ok=True)
         fig, ax = plt.subplots(figsize=(7.8, 4.8), layout="constrained")
         plotting.plot_contour(g1, g2, grids["exact"], ax=ax, label="exact", color="k",

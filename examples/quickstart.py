@@ -421,14 +421,11 @@ def scans(model, data, results, cfg):
 # ----------------------------------------------------------------------------- plots
 def make_plots(folder, bit, bpts, heldout, scan_out, seed, cfg):
     header(f"7. Plots -> {folder}/")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("  matplotlib is not installed: plots skipped (pip install -e \".[plot]\")")
-        return []
     from bpt import plotting
+
+    plt = plotting.offscreen_pyplot()
+    if plt is None:
+        return []
 
     os.makedirs(folder, exist_ok=True)
     written = []

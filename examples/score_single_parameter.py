@@ -89,15 +89,10 @@ def main(argv=None):
             print(f"    pT in [{lo:3d}, {hi:3d}) GeV: mean R = {learned[sel].mean():7.4f}, "
                   f"mean t = {truth[sel].mean():7.4f}  ({sel.sum()} events)")
 
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("\nmatplotlib is not installed: plot skipped (pip install -e \".[plot]\")")
-    else:
-        from bpt import plotting
+    from bpt import plotting
 
+    plt = plotting.offscreen_pyplot()
+    if plt is not None:
         os.makedirs(args.out, exist_ok=True)
         fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9), layout="constrained")
         plotting.plot_coefficients(bit, X_test, lambda Z: exact_score(Z[:, 0])[:, None],

@@ -111,15 +111,10 @@ def main(argv=None):
     print(f"  yields: reweighted nominal {h_rew.sum():.2f}, simulated {h_var.sum():.2f} (a scale "
           "shift moves events between bins but keeps the total)")
 
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("\nmatplotlib is not installed: plot skipped (pip install -e \".[plot]\")")
-    else:
-        from bpt import plotting
+    from bpt import plotting
 
+    plt = plotting.offscreen_pyplot()
+    if plt is not None:
         os.makedirs(args.out, exist_ok=True)
         fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.3), layout="constrained")
         pts = np.array([-2.0, -1.0, 0.5, 1.5, 2.0])[:, None]
