@@ -81,6 +81,23 @@ def bpt_gaussian_samples(n_per_point, seed, points=BPT_POINTS, reweighted=False)
     return np.vstack(Xs), np.vstack(nus), np.concatenate(ws)
 
 
+def resave_container(source, mutate):
+    """Read a saved file's bytes, let ``mutate(meta, arrays)`` edit its content, and
+    write it again with a valid checksum: a crafted file that only the structural checks
+    can refuse."""
+    import io
+
+    from bpt._io import read_container, write_container
+    meta, arrays = read_container(io.BytesIO(source))
+    kind = meta.pop("kind")
+    del meta["format_version"], meta["bpt_version"]
+    arrays = {k: v.copy() for k, v in arrays.items()}
+    mutate(meta, arrays)
+    buf = io.BytesIO()
+    write_container(buf, kind, meta, arrays)
+    return buf.getvalue()
+
+
 @pytest.fixture(scope="module")
 def one_numba_thread():
     """Run the kernels of a module's small fits on one thread (launching a parallel

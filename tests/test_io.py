@@ -10,7 +10,7 @@ import struct
 import joblib
 import numpy as np
 import pytest
-from conftest import bit_quadratic_model, bpt_gaussian_samples
+from conftest import bit_quadratic_model, bpt_gaussian_samples, resave_container
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -73,15 +73,8 @@ def _v1_file(header, data=b""):
 
 
 def _resave(mutate, source=FIXTURE_BYTES):
-    """Read a real file, let ``mutate(meta, arrays)`` edit it, write it with a valid checksum."""
-    meta, arrays = read_container(io.BytesIO(source))
-    kind = meta.pop("kind")
-    del meta["format_version"], meta["bpt_version"]
-    arrays = {k: v.copy() for k, v in arrays.items()}
-    mutate(meta, arrays)
-    buf = io.BytesIO()
-    write_container(buf, kind, meta, arrays)
-    return buf.getvalue()
+    """A crafted copy of the fixture (see conftest.resave_container)."""
+    return resave_container(source, mutate)
 
 
 @pytest.fixture(scope="module")

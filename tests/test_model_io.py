@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import resave_container
 from sklearn.linear_model import LogisticRegression
 
 import bpt
@@ -274,16 +275,6 @@ def test_corrupted_and_truncated_files_raise_value_error(saved):
         _load(saved + b"\0")
 
 
-def _resave(saved, mutate):
-    """Edit a real file's content and rewrite it with a valid checksum (a crafted file)."""
-    meta, arrays = read_container(io.BytesIO(saved))
-    kind = meta.pop("kind")
-    del meta["format_version"], meta["bpt_version"]
-    arrays = {k: v.copy() for k, v in arrays.items()}
-    mutate(meta, arrays)
-    buf = io.BytesIO()
-    write_container(buf, kind, meta, arrays)
-    return buf.getvalue()
 
 
 def _garble_estimator(meta, arrays):
@@ -308,7 +299,7 @@ def _garble_estimator(meta, arrays):
 ])
 def test_crafted_files_with_valid_checksum_are_refused(saved, mutate, match):
     with pytest.raises(ValueError, match=match):
-        _load(_resave(saved, mutate))
+        _load(resave_container(saved, mutate))
 
 
 def test_wrong_kind_and_foreign_files(saved, parts, tmp_path):

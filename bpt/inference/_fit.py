@@ -27,8 +27,19 @@ HESS_SAMPLE = 100_000
 
 
 @dataclass
-class FitResult:
-    """Maximum-likelihood estimate.
+class ProfileResult:
+    """q maximised over the nuisances (and any POIs that were not fixed)."""
+    theta: np.ndarray
+    nu: np.ndarray
+    q: float
+    success: bool
+    message: str
+    n_evaluations: int
+
+
+@dataclass
+class FitResult(ProfileResult):
+    """Maximum-likelihood estimate: the fields of :class:`ProfileResult`, plus the Hessian.
 
     Attributes
     ----------
@@ -38,12 +49,6 @@ class FitResult:
     hessian : (P+K, P+K) second derivatives of q in (theta, nu) at the maximum
     covariance : (P+K, P+K) inverse of -hessian (Gaussian approximation; nan if singular)
     """
-    theta: np.ndarray
-    nu: np.ndarray
-    q: float
-    success: bool
-    message: str
-    n_evaluations: int
     hessian: np.ndarray = field(repr=False)
     covariance: np.ndarray = field(repr=False)
 
@@ -51,17 +56,6 @@ class FitResult:
     def errors(self):
         """sqrt(diag(covariance)) in (theta, nu) order."""
         return np.sqrt(np.diag(self.covariance))
-
-
-@dataclass
-class ProfileResult:
-    """q maximised over the nuisances (and any POIs that were not fixed)."""
-    theta: np.ndarray
-    nu: np.ndarray
-    q: float
-    success: bool
-    message: str
-    n_evaluations: int
 
 
 @dataclass
