@@ -13,9 +13,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ._binning import BinMapper
-from ._grower import TrainingData, TreeGrower
-from ._predictor import TreeEnsemble
+from ._engine._binning import BinMapper
+from ._engine._grower import TrainingData, TreeGrower
+from ._engine._predictor import TreeEnsemble
 from ._validation import check_features, check_random_state
 
 __all__ = ["BaseBoostedTrees", "numba_threads"]

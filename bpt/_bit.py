@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import RegressorMixin
 
 from ._base import BaseBoostedTrees, weight_scale
-from ._loss import BITLoss, bit_model_loss
+from ._engine._loss import BITLoss, bit_model_loss
 from ._terms import check_terms, default_base_points, make_terms, monomials, term_name
 from ._validation import check_finite, check_point, check_sample_weight
 

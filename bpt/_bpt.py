@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._base import BaseBoostedTrees, weight_scale
-from ._loss import BPTLoss
+from ._engine._loss import BPTLoss
 from ._terms import check_terms, make_terms, monomials, term_name
 from ._validation import check_finite, check_point, check_sample_weight
 

@@ -504,7 +504,7 @@ _ESTIMATOR_LOADERS = {1: _estimator_v1}
 
 
 def _build(cls, params, attributes, fitted, arrays):
-    from ._predictor import TreeEnsemble
+    from ._engine._predictor import TreeEnsemble
     if not isinstance(params, dict):
         raise ValueError("parameters must be a dict")
     unknown = set(params) - set(cls._get_param_names())

@@ -8,7 +8,7 @@ from conftest import bit_quadratic_model, bpt_gaussian_samples
 from sklearn.exceptions import NotFittedError
 
 import bpt
-from bpt._predictor import TreeEnsemble
+from bpt._engine._predictor import TreeEnsemble
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

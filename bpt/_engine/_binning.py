@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._validation import check_random_state
+from .._validation import check_random_state
 
 __all__ = ["BinMapper", "midpoint"]
 
