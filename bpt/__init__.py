@@ -24,8 +24,16 @@ bpt.plotting
     Learned vs true coefficients, loss curves, systematic ratios, scans, contours
     (needs matplotlib: ``pip install bpt[plot]``).
 bpt.export
-    ONNX export of fitted estimators (``pip install bpt[onnx]``).
+    ONNX export of fitted estimators and pipelines (``pip install bpt[onnx]``).
+bpt.diagnostics
+    Checks of a fitted model against held-out data.
+
+The sub-modules are imported on first use (``import bpt; bpt.datasets.make_...`` works);
+``import bpt`` itself does not import matplotlib, onnx or the inference code.
+The mathematics: docs/math.md in the repository.
 """
+
+import importlib as _importlib
 
 from ._bit import BoostedInformationTree
 from ._bpt import BoostedParametricTree
@@ -36,3 +44,18 @@ __version__ = "0.1.0"
 
 __all__ = ["BoostedInformationTree", "BoostedParametricTree", "coefficients_from_derivatives",
            "load", "make_terms", "__version__"]
+
+# public sub-modules, imported lazily on first attribute access (PEP 562)
+_SUBMODULES = ("datasets", "diagnostics", "export", "inference", "plotting")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        module = _importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = module        # later lookups skip __getattr__
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))

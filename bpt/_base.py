@@ -5,7 +5,6 @@ from __future__ import annotations
 import numbers
 import sys
 import time
-import warnings
 from contextlib import contextmanager
 
 import numba
@@ -16,7 +15,9 @@ from sklearn.utils.validation import check_is_fitted
 from ._engine._binning import BinMapper
 from ._engine._grower import TrainingData, TreeGrower
 from ._engine._predictor import TreeEnsemble
+from ._state import StateMixin
 from ._validation import check_features, check_random_state
+from ._warnings import warn_user
 
 __all__ = ["BaseBoostedTrees", "numba_threads"]
 
@@ -61,7 +62,7 @@ def _check_int(value, name, low):
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
-class BaseBoostedTrees(BaseEstimator):
+class BaseBoostedTrees(StateMixin, BaseEstimator):
     """Shared machinery; subclasses set ``_name`` and implement the loss-specific parts."""
 
     _name = "trees"
@@ -173,10 +174,10 @@ class BaseBoostedTrees(BaseEstimator):
         self.n_iter_ = ens.n_trees
         self.fit_time_ = time.perf_counter() - t_start
         if self.max_depth > 0 and not np.any(self.ensemble_.arrays["feature"] >= 0):
-            warnings.warn(
+            warn_user(
                 f"{type(self).__name__}: no valid split was found in any tree (constant "
                 "features, or too few events / too little weight for min_samples_leaf and "
-                "min_weight_leaf); the model is constant", UserWarning, stacklevel=3)
+                "min_weight_leaf); the model is constant", UserWarning)
 
     def _should_stop(self, losses):
         k = self.n_iter_no_change
@@ -266,5 +267,12 @@ class BaseBoostedTrees(BaseEstimator):
         from ._io import save_estimator
         save_estimator(self, path)
 
-    def _more_tags(self):
-        return {"requires_y": True}
+    def __sklearn_tags__(self):          # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True       # fit(X, y) / fit(X, nu): the target is needed
+        tags.target_tags.multi_output = True   # y / nu are 2-d
+        tags.non_deterministic = False         # same data and random_state: same trees
+        return tags
+
+    def _more_tags(self):                   # scikit-learn < 1.6
+        return {"requires_y": True, "multioutput": True}

@@ -97,6 +97,24 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.single_output = False      # y has 1 + n_terms >= 2 columns
+        return tags
+
+    # fitted state (saved files; see bpt/_state.py)
+    _required_fitted_attributes = BaseBoostedTrees._required_fitted_attributes + (
+        "base_points_", "metric_")
+
+    def _fitted_array_shapes(self):
+        T = len(self.terms_)
+        return {"base_points_": (None, self.n_parameters), "metric_": (T, T)}
+
+    def _check_fitted_state(self):
+        V = monomials(self.base_points_, self.terms_)
+        if not np.allclose(self.metric_, V.T @ V, rtol=1e-12, atol=0.0):
+            raise ValueError("metric_ is not sum_theta m(theta) m(theta)^T of base_points_")
+
     # ------------------------------------------------------------------ setup
     def _resolve_terms(self):
         if (isinstance(self.n_parameters, bool)

@@ -8,8 +8,15 @@ from ._base import BaseBoostedTrees, weight_scale
 from ._engine._loss import BPTLoss
 from ._terms import check_terms, make_terms, monomials, term_name
 from ._validation import check_finite, check_point, check_sample_weight
+from ._warnings import warn_user
 
-__all__ = ["BoostedParametricTree"]
+__all__ = ["BoostedParametricTree", "YIELD_RATIO_TOLERANCE"]
+
+# fit warns when a base point's total weight differs from the nominal's by this factor or
+# more: a real systematic rarely changes the total yield by a factor 2, unnormalised
+# weights (unit weights, a different number of events per sample) or rows of other
+# samples counted as nominal (a sliced nu) easily do
+YIELD_RATIO_TOLERANCE = 2.0
 
 
 class BoostedParametricTree(BaseBoostedTrees):
@@ -80,6 +87,19 @@ class BoostedParametricTree(BaseBoostedTrees):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
 
+    # fitted state (saved files; see bpt/_state.py)
+    _required_fitted_attributes = BaseBoostedTrees._required_fitted_attributes + (
+        "base_points_", "V_")
+
+    def _fitted_array_shapes(self):
+        bp = self.base_points_
+        n_points = bp.shape[0] if isinstance(bp, np.ndarray) and bp.ndim == 2 else None
+        return {"base_points_": (None, self.n_nuisances), "V_": (n_points, len(self.terms_))}
+
+    def _check_fitted_state(self):
+        if not np.array_equal(self.V_, monomials(self.base_points_, self.terms_)):
+            raise ValueError("V_ is not the design matrix m_A(nu_k) of base_points_")
+
     def _learning_rate(self, b):
         return 1.0 if (b == 0 and self.learn_global) else float(self.learning_rate)
 
@@ -114,10 +134,32 @@ class BoostedParametricTree(BaseBoostedTrees):
             if check_counts and counts[k] < 2 * self.min_samples_leaf:
                 raise ValueError(f"the {label}{part} has {counts[k]} events, fewer than "
                                  f"2 * min_samples_leaf = {2 * self.min_samples_leaf}")
+        ratio = sums[1:] / sums[0]
+        off = np.flatnonzero((ratio >= YIELD_RATIO_TOLERANCE)
+                             | (ratio <= 1.0 / YIELD_RATIO_TOLERANCE))
+        if check_counts and not part and off.size:
+            k = int(off[0])
+            warn_user(
+                f"{type(self).__name__}: the total weight of the base point "
+                f"nu={points[k].tolist()} is {ratio[k]:.3g} times the nominal sample's "
+                f"({off.size} base point(s) differ by a factor >= {YIELD_RATIO_TOLERANCE:g}); "
+                "the model learns this as a normalisation change. Weights must be "
+                "cross-section weights (unnormalised or unit weights with different numbers "
+                "of events per sample, or rows of other samples in the nominal, cause this).",
+                UserWarning)
 
     def _base_points(self, nu, w, terms):
         """Distinct base points, per-event class (0 = nominal), design matrix V."""
         points, cls = _unique_rows(nu)
+        unmodelled = sorted(set(range(nu.shape[1])) - {a for t in terms for a in t})
+        if unmodelled:
+            hit = np.flatnonzero(np.any(points[:, unmodelled] != 0.0, axis=1))
+            if hit.size:
+                raise ValueError(
+                    f"nu has rows with non-zero values in column(s) {unmodelled}, which no "
+                    f"term {terms} depends on: the model would treat e.g. the base point "
+                    f"nu={points[hit[0]].tolist()} as nominal. Remove those rows, or give "
+                    "terms that include the column(s)")
         is_nominal = np.all(points == 0.0, axis=1)
         if not is_nominal.any():
             raise ValueError("nu has no nominal rows (all-zero rows form the nominal sample)")

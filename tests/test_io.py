@@ -135,6 +135,33 @@ def test_bpt_derived_methods_survive(fitted_bpt):
     assert _same(loaded.V_, est.V_) and _same(loaded.base_points_, est.base_points_)
 
 
+@pytest.mark.parametrize("mutate, match", [
+    (lambda m, a: a.__setitem__("attr/V_", a["attr/V_"] * 1.5), "V_ is not the design"),
+    (lambda m, a: a.__setitem__("attr/base_points_", a["attr/base_points_"][:, :1].copy()),
+     "base_points_ must be"),
+    (lambda m, a: m["attributes"].pop("V_"), "missing fitted attribute V_"),
+])
+def test_crafted_bpt_state_is_refused_by_the_estimator(fitted_bpt, mutate, match):
+    est, _ = fitted_bpt
+    with pytest.raises(ValueError, match=match):
+        _load_bytes(resave_container(_save_bytes(est), mutate))
+
+
+def test_io_uses_only_the_estimator_state_protocol():
+    """bpt/_io/ calls no private method or attribute of an estimator: only the
+    ``__bpt_state__`` / ``__bpt_from_state__`` protocol (bpt/_state.py)."""
+    import ast
+    import pathlib
+    used = set()
+    for path in pathlib.Path(_io.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                used.add(node.attr)
+    private = {a for a in used if not (a.startswith("__") and a.endswith("__"))}
+    assert not private, private
+    assert {"__bpt_state__", "__bpt_from_state__"} <= used
+
+
 def test_params_of_every_kind_round_trip(tmp_path):
     X, y, _ = bit_quadratic_model(1500, seed=5)
     rs = np.random.RandomState(11)
@@ -324,6 +351,9 @@ CRAFTED = {
     "feature names length": (_attr("feature_names_in_", {"__strarray__": ["a"], "shape": [1],
                                                          "object": True}), "feature_names_in_"),
     "metric_ shape": (_attr("metric_", {"__ndarray__": "attr/base_points_"}), "metric_"),
+    "metric_ values": (_array("attr/metric_", lambda a, _: a * 2.0), "metric_ is not"),
+    "base_points_ missing": (lambda m, a: m["attributes"].pop("base_points_"),
+                             "missing fitted attribute base_points_"),
     "train_loss_ type": (_attr("train_loss_", "low"), "train_loss_"),
     "dangling array ref": (_attr("metric_", {"__ndarray__": "nope"}), "malformed"),
     "unknown tag": (_attr("metric_", {"__eval__": "1"}), "unknown tag"),

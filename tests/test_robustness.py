@@ -347,6 +347,7 @@ def test_bit_validation_split_keeps_a_positive_training_sm_weight():
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in log:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:.*times the nominal:UserWarning")     # 1.1 vs 20: on purpose
 def test_bpt_validation_split_keeps_positive_training_lambdas():
     n = 20
     X = np.random.default_rng(82).uniform(size=(3 * n, 1))

@@ -45,6 +45,10 @@ class TreeEnsemble:
 
     NODE_FIELDS = ("feature", "threshold", "left", "right", "value", "gain", "n_samples")
     FIELDS = NODE_FIELDS + ("tree_start", "learning_rates")
+    # the one dtype table of the ensemble arrays (built, saved, loaded and checked with it)
+    DTYPES = {"feature": np.int64, "threshold": np.float64, "left": np.int64,
+              "right": np.int64, "value": np.float64, "gain": np.float64,
+              "n_samples": np.int64, "tree_start": np.int64, "learning_rates": np.float64}
 
     def __init__(self, n_out):
         self.n_out = n_out
@@ -100,14 +104,14 @@ class TreeEnsemble:
             fields["gain"].append(tree.gain)
             fields["n_samples"].append(tree.n_samples)
             offset += tree.feature.shape[0]
-        dtypes = dict(feature=np.int64, threshold=np.float64, left=np.int64, right=np.int64,
-                      value=np.float64, gain=np.float64, n_samples=np.int64)
         out = {}
         for k, xs in fields.items():
             empty = np.zeros((0, self.n_out) if k == "value" else 0)
-            out[k] = np.ascontiguousarray(np.concatenate(xs) if xs else empty, dtype=dtypes[k])
-        out["tree_start"] = np.array(start, dtype=np.int64)
-        out["learning_rates"] = np.array([r for _, r in parts], dtype=np.float64)
+            out[k] = np.ascontiguousarray(np.concatenate(xs) if xs else empty,
+                                          dtype=self.DTYPES[k])
+        out["tree_start"] = np.array(start, dtype=self.DTYPES["tree_start"])
+        out["learning_rates"] = np.array([r for _, r in parts],
+                                         dtype=self.DTYPES["learning_rates"])
         return out
 
     def predict(self, X, start=0, stop=None, out=None):

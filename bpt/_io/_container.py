@@ -1,4 +1,4 @@
-"""Saved models: a safe, versioned single-file container, and estimator save/load.
+"""The bpt file container: a safe, versioned single file, and the value codec.
 
 Loading a file never runs code from it: the file holds only raw little-endian
 numeric arrays and a JSON header, and every value is checked before use.
@@ -21,15 +21,15 @@ The JSON header is ``{"kind", "bpt_version", "meta", "arrays"}``; ``arrays`` lis
 the writer uses.  A file is accepted only if it is exactly this; anything else
 (truncation, flipped bytes, foreign file, unknown version) raises ValueError.
 
-Internal API reused by other savers (e.g. whole inference models):
-:func:`write_container`, :func:`read_container`, :func:`encode_value`,
-:func:`decode_value`.  Estimators: :func:`save_estimator`, :func:`load`.
+This module is the format only: :func:`write_container`, :func:`read_container` and
+the value codec :func:`encode_value` / :func:`decode_value` (plain JSON plus named
+numeric arrays).  What an estimator stores is in ``bpt/_io/_estimator.py``; whole
+inference models are in ``bpt/inference/_io.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 import numbers
@@ -40,11 +40,10 @@ import struct
 import numpy as np
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "write_container", "read_container", "encode_value",
-           "decode_value", "save_estimator", "load"]
+           "decode_value"]
 
 MAGIC = b"\x89BPT\r\n\x1a\n"
 FORMAT_VERSION = 1
-ESTIMATOR_KIND = "bpt.estimator"
 _ALIGN = 16
 _FIXED = 64                       # bytes before the JSON header
 _PREFIX = struct.Struct("<8sIIQQ")  # magic, version, flags, json_len, data_len (32 bytes)
@@ -59,7 +58,7 @@ def _align(n):
 
 
 def _bpt_version():
-    from . import __version__
+    from .. import __version__
     return __version__
 
 
@@ -419,195 +418,3 @@ def _decode_random_state(s):
     except (TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"malformed random state: {exc}") from None
     return rs
-
-
-# ===================================================================== estimators
-# Class name -> module.  Only these classes are ever built from a file.
-_CLASSES = {"BoostedInformationTree": "bpt._bit", "BoostedParametricTree": "bpt._bpt"}
-_ENSEMBLE_DTYPES = {"feature": np.int64, "threshold": np.float64, "left": np.int64,
-                    "right": np.int64, "value": np.float64, "gain": np.float64,
-                    "n_samples": np.int64, "tree_start": np.int64, "learning_rates": np.float64}
-
-
-def _estimator_class(name):
-    if not isinstance(name, str) or name not in _CLASSES:
-        raise ValueError(f"unknown estimator class {name!r} (known: {sorted(_CLASSES)})")
-    return getattr(importlib.import_module(_CLASSES[name]), name)
-
-
-def _fitted_attributes(est):
-    """Public fitted attributes (trailing underscore) except the ensemble."""
-    return {k: v for k, v in vars(est).items()
-            if k.endswith("_") and not k.startswith("_") and k != "ensemble_"}
-
-
-def save_estimator(est, target):
-    """Save a bpt estimator (fitted or not) to ``target`` (path or binary file object).
-
-    Stores the class name, ``get_params()``, every public fitted attribute
-    (``terms_``, ``n_features_in_``, ``feature_names_in_``, ``base_points_``, ...)
-    and the tree arrays.  Raises TypeError for an unsupported class or for a
-    parameter/attribute value that is not plain data.
-    """
-    cls_name = type(est).__name__
-    if cls_name not in _CLASSES or type(est) is not _estimator_class(cls_name):
-        raise TypeError(f"cannot save {type(est).__qualname__}: only {sorted(_CLASSES)} can be "
-                        "saved (subclasses would be loaded as their base class)")
-    arrays = {}
-    params = encode_value(est.get_params(deep=False), arrays, "param")
-    fitted = hasattr(est, "ensemble_")
-    attributes = encode_value(_fitted_attributes(est) if fitted else {}, arrays, "attr")
-    meta = {"class": cls_name, "params": params, "fitted": fitted, "attributes": attributes}
-    if fitted:
-        ens = est.ensemble_.arrays
-        _check_ensemble(ens, est.n_features_in_, ens["value"].shape[1])
-        for k in _ENSEMBLE_DTYPES:
-            arrays[f"ensemble/{k}"] = ens[k]
-    write_container(target, ESTIMATOR_KIND, meta, arrays)
-
-
-def load(source):
-    """Load an estimator saved with ``est.save(path)``; returns an instance of its class.
-
-    ``source`` is a path or a binary file object.  Raises ValueError, with the
-    reason, when the file is not a complete, unmodified bpt estimator file of a
-    supported format version; OSError when it cannot be read.
-    """
-    meta, arrays = read_container(source)
-    if meta["kind"] != ESTIMATOR_KIND:
-        hint = " (use bpt.inference.load_model)" if meta["kind"] == "bpt.model" else ""
-        raise ValueError(f"the file holds a {meta['kind']!r}, not a saved estimator{hint}")
-    loader = _ESTIMATOR_LOADERS.get(meta["format_version"])
-    if loader is None:
-        raise ValueError(f"no estimator loader for format version {meta['format_version']}")
-    return loader(meta, arrays)
-
-
-def _estimator_v1(meta, arrays):
-    if sorted(meta) != ["attributes", "bpt_version", "class", "fitted", "format_version",
-                        "kind", "params"]:
-        raise ValueError("the estimator header has missing or unknown fields")
-    cls = _estimator_class(meta["class"])
-    try:
-        params = decode_value(meta["params"], arrays)
-        attributes = decode_value(meta["attributes"], arrays)
-        est = _build(cls, params, attributes, meta["fitted"], arrays)
-    except ValueError as exc:
-        raise ValueError(f"invalid {meta['class']} in file: {exc}") from None
-    except (TypeError, KeyError, IndexError, AttributeError, OverflowError,
-            RecursionError) as exc:
-        raise ValueError(f"invalid {meta['class']} in file: {type(exc).__name__}: {exc}") from None
-    return est
-
-
-_ESTIMATOR_LOADERS = {1: _estimator_v1}
-
-
-def _build(cls, params, attributes, fitted, arrays):
-    from ._engine._predictor import TreeEnsemble
-    if not isinstance(params, dict):
-        raise ValueError("parameters must be a dict")
-    unknown = set(params) - set(cls._get_param_names())
-    if unknown:      # missing ones (older files) take their defaults
-        raise ValueError(f"unknown parameters {sorted(unknown)} for {cls.__name__}")
-    est = cls(**params)
-    est._check_params()
-    terms = est._resolve_terms()
-    if not isinstance(fitted, bool) or not isinstance(attributes, dict):
-        raise ValueError("malformed 'fitted' / 'attributes'")
-    if not fitted:
-        if attributes or any(k.startswith("ensemble/") for k in arrays):
-            raise ValueError("an unfitted estimator cannot have fitted attributes")
-        return est
-    for k, v in attributes.items():
-        if (not k.isidentifier() or not k.endswith("_") or k.startswith("_")
-                or hasattr(cls, k) or k == "ensemble_"):
-            raise ValueError(f"attribute name {k!r} is not allowed")
-        setattr(est, k, v)
-    ens = {k: arrays.get(f"ensemble/{k}") for k in _ENSEMBLE_DTYPES}
-    _check_fitted(est, terms, ens)
-    est.ensemble_ = TreeEnsemble.from_arrays(ens)
-    return est
-
-
-def _check_fitted(est, terms, ens):
-    """Consistency of the fitted attributes and the trees (so nothing can crash numba)."""
-    for k in ("terms_", "n_features_in_", "n_iter_", "train_loss_"):
-        if not hasattr(est, k):
-            raise ValueError(f"missing fitted attribute {k}")
-    if est.terms_ != terms:
-        raise ValueError(f"terms_ {est.terms_!r} do not match the parameters")
-    F = est.n_features_in_
-    if type(F) is not int or F < 1:
-        raise ValueError(f"n_features_in_ must be a positive int, got {F!r}")
-    names = getattr(est, "feature_names_in_", None)
-    if names is not None and not (isinstance(names, np.ndarray) and names.dtype == object
-                                  and names.shape == (F,)):
-        raise ValueError("feature_names_in_ must be an object array of n_features_in_ strings")
-    T = len(est.terms_)
-    n_trees = _check_ensemble(ens, F, T)
-    if type(est.n_iter_) is not int or est.n_iter_ != n_trees:
-        raise ValueError(f"n_iter_ = {est.n_iter_!r} but the file holds {n_trees} trees")
-    for k in ("train_loss_", "validation_loss_"):
-        v = getattr(est, k, None)
-        if v is not None and not (isinstance(v, np.ndarray) and v.dtype == np.float64
-                                  and v.ndim == 1):
-            raise ValueError(f"{k} must be a 1-d float64 array")
-    P = est.n_parameters if hasattr(est, "n_parameters") else est.n_nuisances
-    shapes = {"base_points_": (None, P), "metric_": (T, T)}
-    if hasattr(est, "V_"):
-        shapes["V_"] = (est.base_points_.shape[0] if hasattr(est, "base_points_") else None, T)
-    for k, shape in shapes.items():
-        v = getattr(est, k, None)
-        if v is None:
-            continue
-        if not (isinstance(v, np.ndarray) and v.dtype == np.float64 and v.ndim == len(shape)
-                and all(s is None or s == d for s, d in zip(shape, v.shape))):
-            raise ValueError(f"{k} must be a float64 array of shape {shape}")
-
-
-def _check_ensemble(ens, n_features, n_out):
-    """Validate flat tree arrays; returns the number of trees.
-
-    Every node of tree t lies in [tree_start[t], tree_end[t]); an internal node j
-    has 0 <= feature < n_features and children j < child < tree_end, so every
-    walk from a root ends at a leaf (feature == -1, children -1) in bounds.
-    """
-    for k, dt in _ENSEMBLE_DTYPES.items():
-        a = ens.get(k)
-        if not isinstance(a, np.ndarray) or a.dtype != dt:
-            raise ValueError(f"tree array {k!r} is missing or not {np.dtype(dt)}")
-    n = ens["feature"].shape[0]
-    for k in ("feature", "threshold", "left", "right", "gain", "n_samples"):
-        if ens[k].shape != (n,):
-            raise ValueError(f"tree array {k!r} has shape {ens[k].shape}, expected ({n},)")
-    if ens["value"].shape != (n, n_out):
-        raise ValueError(f"tree values have shape {ens['value'].shape}, expected ({n}, {n_out})")
-    start, rates = ens["tree_start"], ens["learning_rates"]
-    n_trees = start.shape[0]
-    if start.ndim != 1 or rates.shape != (n_trees,):
-        raise ValueError("tree_start / learning_rates have inconsistent shapes")
-    if n_trees == 0:
-        if n:
-            raise ValueError("nodes without trees")
-        return 0
-    if start[0] != 0 or np.any(np.diff(start) <= 0) or start[-1] >= n:
-        raise ValueError("tree_start must increase strictly from 0 below the number of nodes")
-    end = np.append(start[1:], n)
-    node_end = np.repeat(end, end - start)
-    idx = np.arange(n)
-    feat, left, right = ens["feature"], ens["left"], ens["right"]
-    leaf = feat == -1
-    internal = ~leaf
-    if np.any(feat[internal] < 0) or np.any(feat[internal] >= n_features):
-        raise ValueError(f"split features must lie in 0..{n_features - 1}")
-    if np.any(left[leaf] != -1) or np.any(right[leaf] != -1):
-        raise ValueError("leaves must have children -1")
-    for child in (left, right):
-        c, j, e = child[internal], idx[internal], node_end[internal]
-        if np.any(c <= j) or np.any(c >= e):
-            raise ValueError("child indices must point forward inside their own tree")
-    if np.any(np.isnan(ens["threshold"][internal])):
-        raise ValueError("split thresholds must not be NaN")
-    return n_trees
-

@@ -1,0 +1,32 @@
+"""Warnings that point at the caller's line, not into bpt."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+__all__ = ["warn_user"]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _stacklevel():
+    """``stacklevel`` for ``warnings.warn`` called in ``warn_user``: the first frame whose
+    file lies outside the bpt package (the user's code, a test, a script)."""
+    frame = sys._getframe(2)          # the caller of warn_user
+    level = 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            _PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def warn_user(message, category=UserWarning):
+    """``warnings.warn(message, category)`` attributed to the first line outside bpt.
+
+    The warning's ``filename``/``lineno`` name the user's call (e.g. ``est.fit(...)``),
+    however deep inside bpt it is raised, so filters and the printed location are useful.
+    """
+    warnings.warn(message, category, stacklevel=_stacklevel())
