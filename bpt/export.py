@@ -1,7 +1,9 @@
 """Export fitted trees to ONNX (extra ``onnx``) for ONNX Runtime in C++ frameworks.
 
 :func:`to_onnx` builds one ``ai.onnx.ml`` ``TreeEnsembleRegressor`` node, one
-target per term, whose output ``Y`` (N, n_terms) is ``est.predict(X)``.
+target per term, whose output ``Y`` (N, n_terms) is ``est.predict(X)``.  A scikit-learn
+``Pipeline`` ending in a bpt estimator is exported whole: skl2onnx converts the steps
+before it and bpt's converter (:func:`register_skl2onnx`) the trees.
 
 Precision, honestly
 -------------------
@@ -29,11 +31,12 @@ defines it so), hence agreement with ``predict`` (float64) to ~1e-7 relative.
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["to_onnx", "float32_thresholds"]
+__all__ = ["to_onnx", "float32_thresholds", "register_skl2onnx"]
 
 
 def float32_thresholds(threshold):
@@ -71,12 +74,64 @@ def _tree_attributes(arrays):
     ), leaf_ids
 
 
+def _check_estimator(est):
+    from ._bit import BoostedInformationTree
+    from ._bpt import BoostedParametricTree
+    if not isinstance(est, (BoostedInformationTree, BoostedParametricTree)):
+        raise TypeError("to_onnx exports a fitted BoostedInformationTree or "
+                        "BoostedParametricTree, or a Pipeline ending in one; got "
+                        f"{type(est).__name__}")
+    check_is_fitted(est, "ensemble_")
+    if est.ensemble_.arrays["tree_start"].shape[0] == 0:
+        raise ValueError("the model has no trees")
+
+
+def _trees_node_attributes(est, ml_opset):
+    """Attributes of the ai.onnx.ml TreeEnsembleRegressor node computing ``est.predict``."""
+    from onnx import numpy_helper
+    a = est.ensemble_.arrays
+    n_out = a["value"].shape[1]
+    attrs, leaf_ids = _tree_attributes(a)
+    weights = a["value"][leaf_ids].reshape(-1)
+    thresholds = np.where(a["feature"] < 0, 0.0, a["threshold"])
+    if ml_opset == 3:
+        attrs["nodes_values_as_tensor"] = numpy_helper.from_array(thresholds, "nodes_values")
+        attrs["target_weights_as_tensor"] = numpy_helper.from_array(weights, "target_weights")
+    else:
+        attrs["nodes_values"] = float32_thresholds(thresholds).tolist()
+        attrs["target_weights"] = weights.astype(np.float32).tolist()
+    return dict(n_targets=int(n_out), aggregate_function="SUM", post_transform="NONE",
+                **attrs)
+
+
+def _model_properties(est, dtype):
+    from . import __version__
+    names = getattr(est, "feature_names_in_", None)
+    return {
+        "bpt_version": __version__,
+        "bpt_class": type(est).__name__,
+        "terms": json.dumps([list(t) for t in est.terms_]),
+        "feature_names": json.dumps(None if names is None else [str(s) for s in names]),
+        "input_dtype": dtype,
+    }
+
+
+def _check_options(dtype, ml_opset):
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if ml_opset not in (1, 3) or (ml_opset == 1 and dtype == "float64"):
+        raise ValueError("ml_opset must be 3, or 1 with dtype='float32'")
+
+
 def to_onnx(est, dtype="float32", ml_opset=3, path=None):
     """ONNX model computing ``est.predict(X)`` with one TreeEnsembleRegressor.
 
     Parameters
     ----------
-    est : fitted BoostedInformationTree or BoostedParametricTree
+    est : fitted BoostedInformationTree or BoostedParametricTree, or a fitted
+        scikit-learn ``Pipeline`` whose last step is one
+        The steps before the estimator are converted by skl2onnx (extra ``onnx``);
+        without skl2onnx a Pipeline raises ImportError.
     dtype : {"float32", "float64"}
         Type of the graph input ``X`` (N, n_features).
     ml_opset : {3, 1}
@@ -92,37 +147,24 @@ def to_onnx(est, dtype="float32", ml_opset=3, path=None):
     feature names.
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     from . import __version__
 
-    check_is_fitted(est, "ensemble_")
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    if ml_opset not in (1, 3) or (ml_opset == 1 and dtype == "float64"):
-        raise ValueError("ml_opset must be 3, or 1 with dtype='float32'")
-    a = est.ensemble_.arrays
-    n, n_out = a["value"].shape
-    if a["tree_start"].shape[0] == 0:
-        raise ValueError("the model has no trees")
-    attrs, leaf_ids = _tree_attributes(a)
-    weights = a["value"][leaf_ids].reshape(-1)
-    thresholds = np.where(a["feature"] < 0, 0.0, a["threshold"])
+    _check_options(dtype, ml_opset)
+    if _is_pipeline(est):
+        return _pipeline_to_onnx(est, dtype, ml_opset, path)
+    _check_estimator(est)
+    n_out = est.ensemble_.arrays["value"].shape[1]
     nodes = []
     tree_input = "X"
-    if ml_opset == 3:
-        attrs["nodes_values_as_tensor"] = numpy_helper.from_array(thresholds, "nodes_values")
-        attrs["target_weights_as_tensor"] = numpy_helper.from_array(weights, "target_weights")
-        if dtype == "float32":
-            nodes.append(helper.make_node("Cast", ["X"], ["X64"], name="to_float64",
-                                          to=TensorProto.DOUBLE))
-            tree_input = "X64"
-    else:
-        attrs["nodes_values"] = float32_thresholds(thresholds).tolist()
-        attrs["target_weights"] = weights.astype(np.float32).tolist()
-    nodes.append(helper.make_node(
-        "TreeEnsembleRegressor", [tree_input], ["Y"], domain="ai.onnx.ml", name="bpt_trees",
-        n_targets=int(n_out), aggregate_function="SUM", post_transform="NONE", **attrs))
+    if ml_opset == 3 and dtype == "float32":
+        nodes.append(helper.make_node("Cast", ["X"], ["X64"], name="to_float64",
+                                      to=TensorProto.DOUBLE))
+        tree_input = "X64"
+    nodes.append(helper.make_node("TreeEnsembleRegressor", [tree_input], ["Y"],
+                                  domain="ai.onnx.ml", name="bpt_trees",
+                                  **_trees_node_attributes(est, ml_opset)))
     elem = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
     F = int(est.n_features_in_)
     graph = helper.make_graph(
@@ -135,15 +177,99 @@ def to_onnx(est, dtype="float32", ml_opset=3, path=None):
                               opset_imports=[helper.make_opsetid("", 15),
                                              helper.make_opsetid("ai.onnx.ml", ml_opset)])
     model.ir_version = 8
-    names = getattr(est, "feature_names_in_", None)
-    helper.set_model_props(model, {
-        "bpt_version": __version__,
-        "bpt_class": type(est).__name__,
-        "terms": json.dumps([list(t) for t in est.terms_]),
-        "feature_names": json.dumps(None if names is None else [str(s) for s in names]),
-        "input_dtype": dtype,
-    })
+    helper.set_model_props(model, _model_properties(est, dtype))
     onnx.checker.check_model(model)
     if path is not None:
         onnx.save(model, path)
     return model
+
+
+# ------------------------------------------------------------------ pipelines (skl2onnx)
+def _is_pipeline(est):
+    from sklearn.pipeline import Pipeline
+    return isinstance(est, Pipeline)
+
+
+def _skl2onnx_shape(operator):
+    from skl2onnx.common.data_types import FloatTensorType
+    est = operator.raw_operator
+    n = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].type = FloatTensorType([n, len(est.terms_)])
+
+
+def _skl2onnx_convert(scope, operator, container):
+    """skl2onnx converter of a fitted bpt estimator: one TreeEnsembleRegressor on the
+    input cast to float64 (ai.onnx.ml opset 3), or on float32 input (opset 1)."""
+    from onnx import TensorProto
+    est = operator.raw_operator
+    _check_estimator(est)
+    ml_opset = 3
+    if hasattr(container, "target_opset_any_domain"):
+        ml_opset = 3 if (container.target_opset_any_domain("ai.onnx.ml") or 3) >= 3 else 1
+    source = operator.inputs[0].full_name
+    is_double = operator.inputs[0].type.to_onnx_type().tensor_type.elem_type == \
+        TensorProto.DOUBLE
+    if ml_opset == 3 and not is_double:
+        cast = scope.get_unique_variable_name("X64")
+        container.add_node("Cast", source, cast, name=scope.get_unique_operator_name("Cast"),
+                           to=TensorProto.DOUBLE)
+        source = cast
+    elif ml_opset == 1 and is_double:
+        raise ValueError("ai.onnx.ml opset 1 takes float32 input only")
+    container.add_node("TreeEnsembleRegressor", source, operator.outputs[0].full_name,
+                       op_domain="ai.onnx.ml", op_version=ml_opset,
+                       name=scope.get_unique_operator_name("BptTrees"),
+                       **_trees_node_attributes(est, ml_opset))
+
+
+def register_skl2onnx():
+    """Register bpt's estimators with skl2onnx (``skl2onnx.to_onnx`` then converts
+    pipelines that contain them).  Done by :func:`to_onnx` for a Pipeline, and on
+    ``import bpt.export`` when skl2onnx is already imported.  Raises ImportError
+    without skl2onnx."""
+    from skl2onnx import update_registered_converter
+
+    from ._bit import BoostedInformationTree
+    from ._bpt import BoostedParametricTree
+    for cls in (BoostedInformationTree, BoostedParametricTree):
+        update_registered_converter(cls, f"Bpt{cls.__name__}", _skl2onnx_shape,
+                                    _skl2onnx_convert)
+
+
+def _pipeline_to_onnx(pipe, dtype, ml_opset, path):
+    import onnx
+    from onnx import helper
+    last = pipe.steps[-1][1] if pipe.steps else None
+    _check_estimator(last)
+    check_is_fitted(pipe)
+    try:
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+    except ImportError:
+        raise ImportError("to_onnx converts the steps of a Pipeline before the bpt estimator "
+                          "with skl2onnx, which is not installed: pip install bpt[onnx] (or "
+                          "export the estimator alone: to_onnx(pipe[-1]) takes the "
+                          "transformed features)") from None
+    register_skl2onnx()
+    n_features = getattr(pipe, "n_features_in_", None)
+    if n_features is None:
+        n_features = getattr(pipe.steps[0][1], "n_features_in_", None)
+    tensor = FloatTensorType if dtype == "float32" else DoubleTensorType
+    model = convert_sklearn(
+        pipe, name=f"bpt_pipeline_{type(last).__name__}",
+        initial_types=[("X", tensor([None, n_features]))],
+        final_types=[("Y", FloatTensorType([None, len(last.terms_)]))],
+        target_opset={"": 15, "ai.onnx.ml": ml_opset})
+    helper.set_model_props(model, dict(_model_properties(last, dtype),
+                                       pipeline=json.dumps([n for n, _ in pipe.steps])))
+    onnx.checker.check_model(model)
+    if path is not None:
+        onnx.save(model, path)
+    return model
+
+
+if "skl2onnx" in sys.modules:            # a user who already uses skl2onnx gets bpt's converter
+    try:
+        register_skl2onnx()
+    except ImportError:
+        pass

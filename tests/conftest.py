@@ -2,11 +2,15 @@
 
 import os
 
-import numpy as np
-import pytest
+# The thread-invariance tests compare 1 thread with 2 real threads: let numba start 2
+# threads even on a one-core runner (numba reads NUMBA_NUM_THREADS once, when imported).
+os.environ.setdefault("NUMBA_NUM_THREADS", str(max(2, os.cpu_count() or 1)))
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
-REFERENCE = os.path.join(SHARED, "reference", "bit_power_law")
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+# the original BIT code's power-law sample (see tests/data/bit_power_law/README.md)
+REFERENCE = os.path.join(os.path.dirname(__file__), "data", "bit_power_law")
 
 
 def bit_quadratic_model(n, seed, noise=True):
@@ -98,6 +102,15 @@ def resave_container(source, mutate):
     return buf.getvalue()
 
 
+def assert_two_real_threads():
+    """n_jobs=2 runs the kernels on 2 numba threads (not 1 thread twice)."""
+    import numba
+
+    from bpt._base import numba_threads
+    with numba_threads(2):
+        assert numba.get_num_threads() == 2, numba.config.NUMBA_NUM_THREADS
+
+
 @pytest.fixture(scope="module")
 def one_numba_thread():
     """Run the kernels of a module's small fits on one thread (launching a parallel
@@ -112,9 +125,6 @@ def one_numba_thread():
 
 @pytest.fixture(scope="session")
 def reference_data():
-    if not os.path.isdir(REFERENCE):
-        pytest.skip("../shared/reference is not available")
-
     def load(kind):
         return np.loadtxt(os.path.join(REFERENCE, f"{kind}_power_law_model.txt.gz"))
 

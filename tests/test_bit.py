@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import bit_quadratic_model
+from conftest import assert_two_real_threads, bit_quadratic_model
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
@@ -108,14 +108,31 @@ def test_single_split_gain_is_exact_fisher_information():
                                   est.predict(np.array([[0.2], [0.7]])))
 
 
-def test_n_jobs_and_random_state_do_not_change_predictions():
+def test_n_jobs_does_not_change_predictions_on_two_real_threads():
+    assert_two_real_threads()
     X, y, _ = bit_quadratic_model(20_000, seed=4)
     kw = dict(n_parameters=2, n_estimators=15, max_depth=3, random_state=7)
     p1 = BIT(n_jobs=1, **kw).fit(X, y).predict(X[:2000])
     p2 = BIT(n_jobs=2, **kw).fit(X, y).predict(X[:2000])
-    p3 = BIT(n_jobs=2, **kw).fit(X, y).predict(X[:2000])
     np.testing.assert_array_equal(p1, p2)
-    np.testing.assert_array_equal(p2, p3)
+
+
+def test_random_state_seeds_only_the_validation_split():
+    X, y, _ = bit_quadratic_model(20_000, seed=4)
+    kw = dict(n_parameters=2, n_estimators=10, max_depth=3)
+    # no validation split and fewer rows than the binning subsample: nothing is random,
+    # any seed gives the same trees
+    preds = [BIT(random_state=rs, **kw).fit(X, y).predict(X[:2000])
+             for rs in (0, 7, None, np.random.RandomState(3))]
+    for p in preds[1:]:
+        np.testing.assert_array_equal(preds[0], p)
+    # with a validation split the seed picks the held-out rows: the same seed reproduces
+    # the fit exactly, another seed trains on other rows
+    fits = [BIT(random_state=rs, validation_fraction=0.25, **kw).fit(X, y) for rs in (1, 1, 2)]
+    np.testing.assert_array_equal(fits[0].predict(X[:2000]), fits[1].predict(X[:2000]))
+    np.testing.assert_array_equal(fits[0].validation_loss_, fits[1].validation_loss_)
+    assert not np.array_equal(fits[0].predict(X[:2000]), fits[2].predict(X[:2000]))
+    assert not np.array_equal(fits[0].validation_loss_, fits[2].validation_loss_)
 
 
 def test_hist_equals_exact_with_few_distinct_values():

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import (BPT_POINTS, BPT_TERMS, bpt_gaussian_samples, bpt_monomials,
-                      true_bpt_delta)
+from conftest import (BPT_POINTS, BPT_TERMS, assert_two_real_threads, bpt_gaussian_samples,
+                      bpt_monomials, true_bpt_delta)
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
@@ -106,6 +106,7 @@ def test_learn_global_uses_unit_rate_for_first_tree():
 
 
 def test_invariant_under_n_jobs_and_row_order():
+    assert_two_real_threads()
     X, nu, w = bpt_gaussian_samples(5_000, seed=6)
     kw = dict(n_nuisances=2, n_estimators=10, max_depth=3, min_samples_leaf=30, random_state=1)
     p1 = BPT(n_jobs=1, **kw).fit(X, nu, w).predict(X[:1000])

@@ -151,3 +151,72 @@ def test_bad_arguments(bit_model):
         to_onnx(bit_model, dtype="float16")
     with pytest.raises(ValueError, match="ml_opset"):
         to_onnx(bit_model, dtype="float64", ml_opset=1)
+
+
+# ---------------------------------------------------------------- pipelines (skl2onnx)
+skl2onnx = pytest.importorskip("skl2onnx")
+
+
+def _scaled_pipeline(est, X, target, **fit_params):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    return make_pipeline(StandardScaler(), est).fit(X, target, **fit_params)
+
+
+@pytest.fixture(scope="module")
+def bit_pipeline():
+    X, y, _ = bit_quadratic_model(4000, seed=8)
+    X = X * [1.0, 30.0, 0.01] + [0.0, 100.0, -5.0]       # scales the scaler must undo
+    est = bpt.BoostedInformationTree(n_parameters=2, n_estimators=20, max_depth=3,
+                                     min_samples_leaf=40, random_state=0)
+    return _scaled_pipeline(est, X, y), X
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_pipeline_scaler_and_bit_matches_predict(bit_pipeline, dtype):
+    pipe, X = bit_pipeline
+    model = to_onnx(pipe, dtype=dtype)
+    ops = [n.op_type for n in model.graph.node]
+    assert "TreeEnsembleRegressor" in ops and {"Scaler", "Sub", "Div"} & set(ops)  # the scaler
+    Xin = X[:1000].astype(dtype)
+    out = _run(model, Xin)
+    # the graph's scaler works in the input dtype: compare with predict on the same values
+    _assert_close(out, pipe.predict(Xin.astype(np.float64)))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["bpt_class"] == "BoostedInformationTree"
+    assert json.loads(props["pipeline"]) == ["standardscaler", "boostedinformationtree"]
+    assert [o.name for o in model.graph.output] == ["Y"]
+
+
+def test_pipeline_with_bpt_and_skl2onnx_direct(tmp_path):
+    X, nu, w = bpt_gaussian_samples(300, seed=5)
+    est = bpt.BoostedParametricTree(n_nuisances=2, n_estimators=5, max_depth=2,
+                                    min_samples_leaf=20, random_state=0)
+    pipe = _scaled_pipeline(est, X * 4.0 + 1.0, nu, boostedparametrictree__sample_weight=w)
+    Xt = X[:500] * 4.0 + 1.0
+    path = tmp_path / "pipe.onnx"
+    to_onnx(pipe, dtype="float64", path=str(path))
+    _assert_close(_run(onnx.load(str(path)), Xt), pipe.predict(Xt))
+    # bpt's converter is registered: skl2onnx's own entry point converts the pipeline too
+    from skl2onnx.common.data_types import DoubleTensorType
+    bpt.export.register_skl2onnx()
+    model = skl2onnx.to_onnx(pipe, initial_types=[("X", DoubleTensorType([None, 3]))],
+                             target_opset={"": 15, "ai.onnx.ml": 3})
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    _assert_close(sess.run(None, {"X": Xt})[0], pipe.predict(Xt))
+
+
+def test_pipeline_errors(bit_pipeline, monkeypatch):
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    pipe, X = bit_pipeline
+    with pytest.raises(TypeError, match="Pipeline ending in one"):
+        to_onnx(make_pipeline(StandardScaler(), LinearRegression()).fit(X, X[:, 0]))
+    with pytest.raises(NotFittedError):
+        to_onnx(make_pipeline(StandardScaler(), bpt.BoostedInformationTree()))
+    with pytest.raises(TypeError, match="BoostedInformationTree"):
+        to_onnx(StandardScaler().fit(X))
+    monkeypatch.setitem(__import__("sys").modules, "skl2onnx", None)   # not installed
+    with pytest.raises(ImportError, match=r"skl2onnx.*pip install bpt\[onnx\]"):
+        to_onnx(pipe)

@@ -105,9 +105,18 @@ def _save(model, **kw):
 
 
 # ---------------------------------------------------------------- round trip
-def test_public_api():
+def test_public_api(model, saved):
+    """The names docs/saving.md gives: AdditiveModel.save writes what
+    bpt.inference.load_model reads, and bpt.load (estimators only) refuses it."""
+    import bpt
     import bpt.inference
-    assert "load_model" in bpt.inference.__all__ and callable(AdditiveModel.save)
+    assert {"AdditiveModel", "load_model"} <= set(bpt.inference.__all__)
+    assert bpt.inference.load_model is load_model
+    loaded = bpt.inference.load_model(io.BytesIO(saved))
+    assert isinstance(loaded, bpt.inference.AdditiveModel) and loaded.pois == model.pois
+    assert read_container(io.BytesIO(saved))[0]["kind"] == "bpt.model"
+    with pytest.raises(ValueError, match="load_model"):
+        bpt.load(io.BytesIO(saved))
 
 
 def test_round_trip_structure(model, tmp_path):

@@ -7,6 +7,7 @@ derandomized so that the suite is reproducible; ``max_examples`` is kept small.
 
 import numpy as np
 import pytest
+from conftest import assert_two_real_threads
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_robustness import _check_bit_leaves, _check_bpt_leaves
@@ -22,7 +23,9 @@ splits = st.sampled_from(["hist", "exact"])
 
 
 # small fits: run the kernels on one thread (see conftest.one_numba_thread)
-pytestmark = pytest.mark.usefixtures("one_numba_thread")
+pytestmark = [pytest.mark.usefixtures("one_numba_thread"),
+              # the drawn weights give base-point yields far from the nominal's on purpose
+              pytest.mark.filterwarnings("ignore:.*times the nominal:UserWarning")]
 
 
 # ----------------------------------------------------------------------------- data
@@ -138,6 +141,7 @@ def test_bpt_invariant_under_row_permutation(case, perm_seed):
 @PROPS
 @given(case=bit_cases())
 def test_bit_invariant_under_n_jobs(case):
+    assert_two_real_threads()
     X, y, params = case
     p1 = BIT(n_jobs=1, **params).fit(X, y).predict(X)
     p2 = BIT(n_jobs=2, **params).fit(X, y).predict(X)
@@ -147,6 +151,7 @@ def test_bit_invariant_under_n_jobs(case):
 @PROPS
 @given(case=bpt_cases())
 def test_bpt_invariant_under_n_jobs(case):
+    assert_two_real_threads()
     X, nu, w, params = case
     p1 = BPT(n_jobs=1, **params).fit(X, nu, w).predict(X)
     p2 = BPT(n_jobs=2, **params).fit(X, nu, w).predict(X)
