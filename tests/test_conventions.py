@@ -11,7 +11,6 @@ from conftest import bpt_gaussian_samples
 from sklearn.base import clone
 from sklearn.utils import get_tags
 
-import bpt
 from bpt import BoostedInformationTree as BIT
 from bpt import BoostedParametricTree as BPT
 from bpt._bpt import YIELD_RATIO_TOLERANCE
@@ -102,6 +101,14 @@ def test_yield_warning_points_at_the_callers_line():
     nu = np.r_[np.zeros(2000), np.ones(1000)]
     with pytest.warns(UserWarning, match="times the nominal") as record:
         BPT(n_nuisances=1, order=1, n_estimators=2, max_depth=1).fit(X, nu)
+    assert record[0].filename == __file__
+    # also through a scikit-learn Pipeline: the user's pipe.fit line, not sklearn's
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    pipe = make_pipeline(StandardScaler(), BPT(n_nuisances=1, order=1, n_estimators=2,
+                                               max_depth=1))
+    with pytest.warns(UserWarning, match="times the nominal") as record:
+        pipe.fit(X, nu)
     assert record[0].filename == __file__
 
 
