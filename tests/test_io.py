@@ -147,6 +147,18 @@ def test_crafted_bpt_state_is_refused_by_the_estimator(fitted_bpt, mutate, match
         _load_bytes(resave_container(_save_bytes(est), mutate))
 
 
+def test_one_dtype_table_for_the_ensemble(fitted_bit):
+    """TreeEnsemble.DTYPES covers every field; fitted, saved and loaded arrays follow it."""
+    from bpt._engine._predictor import TreeEnsemble
+    assert tuple(TreeEnsemble.DTYPES) == TreeEnsemble.FIELDS
+    est, _ = fitted_bit
+    meta, arrays = read_container(io.BytesIO(_save_bytes(est)))
+    for k, dt in TreeEnsemble.DTYPES.items():
+        assert est.ensemble_.arrays[k].dtype == dt
+        assert arrays[f"ensemble/{k}"].dtype == dt
+    assert load(io.BytesIO(_save_bytes(est))).ensemble_.arrays.keys() == TreeEnsemble.DTYPES.keys()
+
+
 def test_io_uses_only_the_estimator_state_protocol():
     """bpt/_io/ calls no private method or attribute of an estimator: only the
     ``__bpt_state__`` / ``__bpt_from_state__`` protocol (bpt/_state.py)."""
