@@ -51,7 +51,12 @@ _SUBMODULES = ("datasets", "diagnostics", "export", "inference", "plotting")
 
 def __getattr__(name):
     if name in _SUBMODULES:
-        module = _importlib.import_module(f"{__name__}.{name}")
+        try:
+            module = _importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise                   # a missing dependency: say which
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
         globals()[name] = module        # later lookups skip __getattr__
         return module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
