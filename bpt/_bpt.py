@@ -60,7 +60,11 @@ class BoostedParametricTree(BaseBoostedTrees):
     -----
     ``fit(X, nu)``: every row of ``nu`` gives the base point at which that event
     was simulated; rows of zeros form the nominal sample.  Weights (``sample_weight``)
-    must be cross-section weights so that weight sums estimate yields.  After each
+    must be cross-section weights so that weight sums estimate yields: fit warns when a
+    base point's total weight is ``YIELD_RATIO_TOLERANCE`` (2) times the nominal's or
+    more, or as little as its inverse (likely unnormalised weights).  Every column of
+    ``nu`` must enter some term; rows with non-zero values in a column no term uses are
+    refused (the model would count them as nominal).  After each
     tree the events of base point k are reweighted by exp(-eta V_k . Delta(x)).
     Predictions are float64.
     """
