@@ -33,13 +33,11 @@ __all__ = ["ClosureResult", "FisherInformation", "OverfittingReport", "closure",
 def _kind(est):
     from ._bit import BoostedInformationTree
     from ._bpt import BoostedParametricTree
+    if not isinstance(est, (BoostedInformationTree, BoostedParametricTree)):
+        raise ValueError(f"expected a fitted BoostedInformationTree or BoostedParametricTree, "
+                         f"got {type(est).__name__}")
     check_is_fitted(est, "ensemble_")
-    if isinstance(est, BoostedInformationTree):
-        return "BIT"
-    if isinstance(est, BoostedParametricTree):
-        return "BPT"
-    raise ValueError(f"expected a fitted BoostedInformationTree or BoostedParametricTree, "
-                     f"got {type(est).__name__}")
+    return "BIT" if isinstance(est, BoostedInformationTree) else "BPT"
 
 
 def _check_bins(bins):
