@@ -7,8 +7,8 @@ import numbers
 import sys
 import time
 import warnings
+from collections import namedtuple
 from contextlib import contextmanager
-from typing import Any, NamedTuple, Optional
 
 import numba
 import numpy as np
@@ -29,20 +29,17 @@ logger = logging.getLogger("bpt")
 EARLY_STOPPING_MIN_ROWS = 10_000
 
 
-class IterationInfo(NamedTuple):
-    """What a ``fit(..., callbacks=[...])`` callback receives after every tree.
+IterationInfo = namedtuple("IterationInfo",
+                           ["iteration", "train_loss", "validation_loss", "estimator"])
+IterationInfo.__doc__ = """What a ``fit(..., callbacks=[...])`` callback receives after every tree.
 
-    ``iteration``: number of trees grown so far (1 after the first tree);
-    ``train_loss``: training loss after this tree (as ``train_loss_``);
-    ``validation_loss``: validation loss after this tree (as ``validation_loss_``), or
-    None when no validation data is used; ``estimator``: the estimator being fitted
-    (its fitted attributes are set only when ``fit`` returns).
-    """
-
-    iteration: int
-    train_loss: float
-    validation_loss: Optional[float]
-    estimator: Any
+``iteration``: number of trees grown so far (1 after the first tree);
+``train_loss``: training loss after this tree (as ``train_loss_``);
+``validation_loss``: validation loss after this tree (as ``validation_loss_``), or None
+when no validation data is used; ``estimator``: the estimator being fitted (its fitted
+attributes are set only when ``fit`` returns).  A callback that returns True stops the
+fit after this tree.
+"""
 
 
 class _StdoutHandler(logging.StreamHandler):

@@ -46,12 +46,25 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     random_state : int, RandomState or None
         Seeds the binning subsample and the validation split.
     verbose : int, default=0
-        1 prints one line per tree (loss, time).
-    validation_fraction : float in (0, 1), optional
-        Hold out this share of events to record ``validation_loss_``.
-    n_iter_no_change : int, optional
-        Stop when the validation (else training) loss has not improved for this
-        many trees.
+        1: one INFO line per tree (leaves, losses, time) and the early-stopping
+        decision on the ``logging`` logger "bpt", printed on stdout when no logging
+        handler is configured; 0: nothing.
+    validation_fraction : float in (0, 1) or None, default=0.1
+        With early stopping: the share of events held out (never trained on) as
+        validation data, unless ``fit`` gets ``eval_set``.  None: monitor the
+        training loss.
+    n_iter_no_change : int or None, default=10
+        With early stopping, fitting stops after tree b when none of the last
+        ``n_iter_no_change`` monitored losses is below m - tol * |m|, m the lowest
+        loss before them.  None: never stop (as in files of older versions).
+    early_stopping : {"auto", True, False}, default="auto"
+        "auto": on when X has at least 10 000 rows.  On: monitor the validation loss
+        (``eval_set``, else the ``validation_fraction`` split, else the training
+        loss), stop by the rule above, and keep only the trees up to its minimum
+        (``n_iter_``); ``train_loss_`` / ``validation_loss_`` record every grown tree.
+        See docs/concepts.md ("Early stopping").
+    tol : float >= 0, default=1e-7
+        Relative tolerance of the stopping rule.
 
     Attributes
     ----------
@@ -60,10 +73,11 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     train_loss_ : (n_iter_,) training loss after each tree (the loss of MATH.md
         section 1 minus its model-independent part, per unit SM weight: 0 for the
         empty model, decreasing)
-    validation_loss_ : same on the validation set (if ``validation_fraction``)
+    validation_loss_ : same on the validation data (if any), one value per grown tree
     feature_importances_ : share of the total split gain per feature
     base_points_ : (M, P) base points used by the loss
-    n_iter_ : number of trees
+    n_iter_ : number of trees kept (with early stopping: up to the lowest monitored
+        loss; ``train_loss_`` may be longer)
 
     Notes
     -----
@@ -79,7 +93,8 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     def __init__(self, n_parameters=1, order=2, terms=None, base_points=None, n_estimators=100,
                  learning_rate=0.2, max_depth=4, min_samples_leaf=50, min_weight_leaf=0.0,
                  split="hist", max_bins=255, n_jobs=None, random_state=None, verbose=0,
-                 validation_fraction=0.1, n_iter_no_change=10, early_stopping="auto", tol=1e-7):
+                 validation_fraction=0.1, n_iter_no_change=10, early_stopping="auto",
+                 tol=1e-7):
         self.n_parameters = n_parameters
         self.order = order
         self.terms = terms
@@ -135,8 +150,9 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         if y.ndim == 1:
             y = y[:, None]
         if y.shape[1] != 1 + n_terms:
-            raise ValueError(f"{name} must have 1 + n_terms = {1 + n_terms} columns (SM weight, then "
-                             f"one coefficient per term of {self.terms_}), got {y.shape[1]}")
+            raise ValueError(f"{name} must have 1 + n_terms = {1 + n_terms} columns (SM weight, "
+                             f"then one coefficient per term of {self.terms_}), got "
+                             f"{y.shape[1]}")
         sw = check_sample_weight(sample_weight, n,
                                  "sample_weight" if name == "y" else "eval_set sample_weight")
         if sw is not None:

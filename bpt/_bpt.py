@@ -39,8 +39,11 @@ class BoostedParametricTree(BaseBoostedTrees):
         point (nominal included), and every weight sum in it must be positive.
     split : {"hist", "exact"}, default="hist"
     max_bins : int <= 255, default=255
-    n_jobs, random_state, verbose, validation_fraction, n_iter_no_change
-        As in :class:`bpt.BoostedInformationTree`.
+    n_jobs, random_state, verbose, validation_fraction, n_iter_no_change, early_stopping, tol
+        As in :class:`bpt.BoostedInformationTree` ("auto" counts the rows of all
+        samples).  The internal validation split is stratified by base point; for
+        samples that share events pass ``groups`` or ``eval_set`` to ``fit`` (a random
+        split of correlated samples is biased).
 
     Attributes
     ----------

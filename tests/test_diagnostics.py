@@ -132,7 +132,7 @@ def test_fisher_information_of_the_exact_model_matches_the_analytic_values(bit_s
 def test_overfitting_report_separates_an_overfitted_model(bit_sim):
     X, y, Xt, yt = bit_sim
     Xv, yv = Xt[:20_000], yt[:20_000]
-    deep = BIT(n_parameters=2, n_estimators=80, learning_rate=0.5, max_depth=6,
+    deep = BIT(n_parameters=2, n_estimators=40, learning_rate=0.5, max_depth=6,
                min_samples_leaf=5, early_stopping=False).fit(X, y)
     small = BIT(n_parameters=2, n_estimators=15, learning_rate=0.3, max_depth=1,
                 min_samples_leaf=50, early_stopping=False).fit(X, y)
@@ -145,7 +145,7 @@ def test_overfitting_report_separates_an_overfitted_model(bit_sim):
     assert "optimism" in r_deep.summary()
     Xb, nu, w = bpt_gaussian_samples(300, seed=46)
     Xbt, nubt, wbt = bpt_gaussian_samples(3000, seed=47)
-    b = BPT(n_nuisances=2, n_estimators=40, learning_rate=0.5, max_depth=5,
+    b = BPT(n_nuisances=2, n_estimators=20, learning_rate=0.5, max_depth=5,
             min_samples_leaf=5, early_stopping=False).fit(Xb, nu, w)
     rb = dg.overfitting_report(b, Xb, nu, Xbt, nubt, w, wbt)
     assert rb.empty_loss == pytest.approx(np.log(2)) and rb.fisher_train is None

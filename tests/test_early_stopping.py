@@ -284,28 +284,30 @@ _SCRIPT = """
 import logging, sys
 import numpy as np
 import bpt
-{setup}
 rng = np.random.default_rng(0)
 X = rng.uniform(size=(300, 2))
 y = np.column_stack([np.ones(300), X[:, 0]])
-bpt.BoostedInformationTree(n_estimators=3, max_depth=1, order=1, verbose={verbose}).fit(X, y)
+def fit(verbose):
+    bpt.BoostedInformationTree(n_estimators=3, max_depth=1, order=1, verbose=verbose).fit(X, y)
+    for stream in (sys.stdout, sys.stderr):
+        stream.write("=== end of fit ===\\n")
+        stream.flush()
+fit(1)
+fit(0)
+# a configured handler receives the lines instead (no duplicate on stdout)
+logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+fit(1)
 """
 
 
-def _run(verbose, setup=""):
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT.format(verbose=verbose, setup=setup)],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout, proc.stderr
-
-
 def test_verbose_prints_on_stdout_without_logging_configuration():
-    out, err = _run(1)
-    assert out.count("[BIT] tree") == 3 and "train loss" in out
-    assert "[BIT]" not in err
-    out, err = _run(0)
-    assert out == "" and "[BIT]" not in err
-    # a configured handler receives the lines instead (no duplicate on stdout)
-    out, err = _run(1, "logging.basicConfig(stream=sys.stderr, level=logging.WARNING)")
-    assert "[BIT]" not in out and err.count("[BIT] tree") == 3
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.split("=== end of fit ===\n")
+    err = proc.stderr.split("=== end of fit ===\n")
+    assert out[0].count("[BIT] tree") == 3 and "train loss" in out[0]
+    assert "[BIT]" not in err[0]
+    assert out[1] == "" and "[BIT]" not in err[1]                  # verbose=0: silent
+    assert "[BIT]" not in out[2] and err[2].count("[BIT] tree") == 3
