@@ -10,6 +10,8 @@ coefficients_from_derivatives
     Converts generator derivative weights into the BIT's ``y`` layout.
 make_terms
     The polynomial terms (linear, then quadratic) used by both estimators.
+IterationInfo
+    What a ``fit(..., callbacks=[...])`` callback receives after every tree.
 load
     Read an estimator saved with ``est.save(path)`` (safe: no code is executed).
 
@@ -18,6 +20,9 @@ Sub-modules
 bpt.inference
     The additive, refinable model and the unbinned test statistic q (AdditiveModel,
     Process, Nuisance): fits, profiles, scans, intervals, toys.
+bpt.diagnostics
+    Closure on held-out simulation, training vs held-out loss (overfitting) and the
+    learned Fisher information.
 bpt.datasets
     A built-in toy physics generator with exact truth (no downloads).
 bpt.plotting
@@ -35,6 +40,7 @@ The mathematics: docs/math.md in the repository.
 
 import importlib as _importlib
 
+from ._base import IterationInfo
 from ._bit import BoostedInformationTree
 from ._bpt import BoostedParametricTree
 from ._io import load
@@ -42,8 +48,8 @@ from ._terms import coefficients_from_derivatives, make_terms
 
 __version__ = "0.1.0"
 
-__all__ = ["BoostedInformationTree", "BoostedParametricTree", "coefficients_from_derivatives",
-           "load", "make_terms", "__version__"]
+__all__ = ["BoostedInformationTree", "BoostedParametricTree", "IterationInfo",
+           "coefficients_from_derivatives", "load", "make_terms", "__version__"]
 
 # public sub-modules, imported lazily on first attribute access (PEP 562)
 _SUBMODULES = ("datasets", "diagnostics", "export", "inference", "plotting")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import numbers
 import sys
 import time
+from collections import namedtuple
 from contextlib import contextmanager
 
 import numba
@@ -19,7 +21,65 @@ from ._state import StateMixin
 from ._validation import check_features, check_random_state
 from ._warnings import warn_user
 
-__all__ = ["BaseBoostedTrees", "numba_threads"]
+__all__ = ["BaseBoostedTrees", "IterationInfo", "numba_threads"]
+
+logger = logging.getLogger("bpt")
+
+# "auto" early stopping is on from this many rows of training data (as scikit-learn's
+# HistGradientBoosting, which switches at 10 000 samples)
+EARLY_STOPPING_MIN_ROWS = 10_000
+
+
+IterationInfo = namedtuple("IterationInfo",
+                           ["iteration", "train_loss", "validation_loss", "estimator"])
+IterationInfo.__doc__ = """What a ``fit(..., callbacks=[...])`` callback receives after every tree.
+
+``iteration``: number of trees grown so far (1 after the first tree);
+``train_loss``: training loss after this tree (as ``train_loss_``);
+``validation_loss``: validation loss after this tree (as ``validation_loss_``), or None
+when no validation data is used; ``estimator``: the estimator being fitted (its fitted
+attributes are set only when ``fit`` returns).  A callback that returns True stops the
+fit after this tree.
+"""
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to the *current* ``sys.stdout`` (which may be redirected after creation)."""
+
+    def __init__(self):
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+@contextmanager
+def _verbose_logging(verbose):
+    """With ``verbose >= 1``: the "bpt" logger passes INFO records (unless the user set
+    its level), and when no handler is configured anywhere (no ``logging.basicConfig``,
+    no handler on "bpt" or the root logger) a temporary handler prints them on stdout."""
+    if not verbose:
+        yield
+        return
+    old_level = logger.level
+    if old_level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    handler = None
+    if not logger.hasHandlers():
+        handler = _StdoutHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+        logger.setLevel(old_level)
 
 
 # smallest weight sum of a child, relative to the total training weight
@@ -85,12 +145,23 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
             raise ValueError(f"split must be 'hist' or 'exact', got {self.split!r}")
         if not (isinstance(self.verbose, numbers.Integral) and self.verbose >= 0):
             raise ValueError(f"verbose must be an integer >= 0, got {self.verbose!r}")
-        vf = self.validation_fraction
-        if vf is not None and not (isinstance(vf, numbers.Real) and 0 < vf < 1):
-            raise ValueError(f"validation_fraction must be in (0, 1) or None, got {vf!r}")
-        if self.n_iter_no_change is not None:
-            _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        self._check_early_stopping_params()
         _resolve_n_jobs(self.n_jobs)
+
+    def _check_early_stopping_params(self):
+        es = self.early_stopping
+        if not (isinstance(es, (bool, np.bool_)) or (isinstance(es, str) and es == "auto")):
+            raise ValueError(f"early_stopping must be 'auto', True or False, got {es!r}")
+        vf = self.validation_fraction
+        if vf is not None and (isinstance(vf, bool) or not (isinstance(vf, numbers.Real)
+                                                          and 0 < vf < 1)):
+            raise ValueError(f"validation_fraction must be in (0, 1) or None, got {vf!r}")
+        if self.n_iter_no_change is not None:       # None: as in files of bpt <= 0.1
+            _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        tol = self.tol
+        if (isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not np.isfinite(tol)
+                or tol < 0):
+            raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
 
     def _check_X_fit(self, X):
         names = None
@@ -125,17 +196,21 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
     def _learning_rate(self, b):
         return float(self.learning_rate)
 
-    def _boost(self, X, Y, cls, loss, validation=None, weight_scale=1.0):
+    def _boost(self, X, Y, cls, loss, validation=None, weight_scale=1.0, callbacks=None):
         """Bin X and run the boosting loop on n_jobs threads (see ``_boost_loop``)."""
-        with numba_threads(self.n_jobs):
-            self._boost_loop(self._training_data(X, Y, cls), loss, validation, weight_scale)
+        with numba_threads(self.n_jobs), _verbose_logging(self.verbose):
+            self._boost_loop(self._training_data(X, Y, cls), loss, validation, weight_scale,
+                             callbacks)
 
-    def _boost_loop(self, data, loss, validation, weight_scale):
+    def _boost_loop(self, data, loss, validation, weight_scale, callbacks=None):
         """The boosting loop.
 
         ``validation`` = (X_val, callable(ensemble_prediction) -> loss) or None;
         ``weight_scale`` = factor applied to the training weights (min_weight_leaf
-        is given in the user's units).
+        is given in the user's units); ``callbacks`` = list of callables (checked).
+        Early stopping (``self._early_stopping_on``, set by ``_plan_validation``)
+        monitors the validation loss, else the training loss, and keeps the trees up
+        to its minimum.
         """
         n = data.Y.shape[0]
         # weights are normalised to a total of 1: a child holding less than WEIGHT_FLOOR of
@@ -146,6 +221,9 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
         ens = TreeEnsemble(loss.n_terms)
         loss.start(data)
         train_loss, val_loss = [], []
+        monitored = val_loss if validation is not None else train_loss
+        early = bool(getattr(self, "_early_stopping_on", False))
+        callbacks = callbacks or []
         val_pred = None
         t_start = time.perf_counter()
         for b in range(self.n_estimators):
@@ -153,25 +231,43 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
             rows = np.arange(n, dtype=np.int64)
             tree = grower.grow(rows)
             loss.update(data, rows, tree, eta)
-            train_loss.append(loss.end_tree(data, tree, eta))
+            train_loss.append(float(loss.end_tree(data, tree, eta)))
             ens.add(tree, eta)
             if validation is not None:
                 X_val, val_fn = validation
                 val_pred = ens.predict(X_val, b, b + 1, out=val_pred)
-                val_loss.append(val_fn(val_pred))
+                val_loss.append(float(val_fn(val_pred)))
             if self.verbose:
                 self._report(b, tree, train_loss, val_loss, time.perf_counter() - t_start)
-            if self._should_stop(val_loss if validation is not None else train_loss):
+            info = IterationInfo(b + 1, train_loss[-1], val_loss[-1] if val_loss else None,
+                                 self)
+            stop_cb = False
+            for cb in callbacks:
+                stop_cb = bool(cb(info)) or stop_cb
+            if early and self._should_stop(monitored):
                 if self.verbose:
-                    print(f"[{self._name}] early stopping after {b + 1} trees", file=sys.stdout)
+                    logger.info("[%s] early stopping after %d trees: no improvement of the %s "
+                                "loss in the last %d trees", self._name, b + 1,
+                                "validation" if validation is not None else "training",
+                                self.n_iter_no_change)
                 break
+            if stop_cb:
+                if self.verbose:
+                    logger.info("[%s] stopped by a callback after %d trees", self._name, b + 1)
+                break
+        if early:
+            best = int(np.argmin(monitored)) + 1          # first minimum
+            ens.truncate(best)
+            if self.verbose and best < len(monitored):
+                logger.info("[%s] keeping the first %d trees (lowest %s loss)", self._name,
+                            best, "validation" if validation is not None else "training")
         self.ensemble_ = TreeEnsemble.from_arrays(ens.arrays)   # compact, read-only
-        self.train_loss_ = np.array(train_loss)
+        self.train_loss_ = np.array(train_loss, dtype=np.float64)
         if validation is not None:
-            self.validation_loss_ = np.array(val_loss)
+            self.validation_loss_ = np.array(val_loss, dtype=np.float64)
         elif hasattr(self, "validation_loss_"):
             del self.validation_loss_
-        self.n_iter_ = ens.n_trees
+        self.n_iter_ = int(ens.n_trees)
         self.fit_time_ = time.perf_counter() - t_start
         if self.max_depth > 0 and not np.any(self.ensemble_.arrays["feature"] >= 0):
             warn_user(
@@ -180,12 +276,14 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
                 "min_weight_leaf); the model is constant", UserWarning)
 
     def _should_stop(self, losses):
+        """True when none of the last ``n_iter_no_change`` losses is below the lowest loss
+        before them by more than ``tol`` times its magnitude."""
         k = self.n_iter_no_change
-        if k is None or len(losses) <= k:
+        if len(losses) <= k:
             return False
-        reference = losses[-k - 1]
-        tol = 1e-7 * max(abs(reference), 1e-12)
-        return not any(val < reference - tol for val in losses[-k:])
+        best_before = min(losses[:-k])
+        threshold = best_before - self.tol * abs(best_before)
+        return not min(losses[-k:]) < threshold
 
     def _report(self, b, tree, train_loss, val_loss, elapsed):
         n_leaves = int(np.sum(tree.left < 0))
@@ -193,7 +291,62 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
                f"train loss {train_loss[-1]: .6g}")
         if val_loss:
             msg += f"  val loss {val_loss[-1]: .6g}"
-        print(msg + f"  {elapsed:7.2f} s", file=sys.stdout, flush=True)
+        logger.info(msg + f"  {elapsed:7.2f} s")
+
+    # ---------------------------------------------------------------- early stopping
+    def _plan_validation(self, n, has_eval_set, stratify=None, groups=None):
+        """Decide early stopping and the internal split.
+
+        Sets ``self._early_stopping_on``; returns indices (train, validation) of the
+        internal split, validation None when there is none (early stopping off, an
+        ``eval_set`` given, or ``validation_fraction=None``: then the training loss is
+        monitored).
+        """
+        es = self.early_stopping
+        self._early_stopping_on = ((n >= EARLY_STOPPING_MIN_ROWS) if es == "auto" else bool(es)
+                                   ) and self.n_iter_no_change is not None
+        if has_eval_set or not self._early_stopping_on:
+            return np.arange(n), None
+        return self._split_validation(n, stratify=stratify, groups=groups)
+
+    @staticmethod
+    def _check_callbacks(callbacks):
+        if callbacks is None:
+            return []
+        if callable(callbacks):
+            callbacks = [callbacks]
+        try:
+            callbacks = list(callbacks)
+        except TypeError:
+            raise ValueError("callbacks must be a list of callables, got "
+                             f"{type(callbacks).__name__}") from None
+        for j, cb in enumerate(callbacks):
+            if not callable(cb):
+                raise ValueError(f"callbacks[{j}] is not callable: {cb!r}")
+        return callbacks
+
+    @staticmethod
+    def _unpack_eval_set(eval_set, second):
+        """(X_val, second_val, w_val or None) from a 2- or 3-tuple."""
+        if not isinstance(eval_set, (tuple, list)) or len(eval_set) not in (2, 3):
+            raise ValueError(f"eval_set must be a tuple (X_val, {second}_val) or (X_val, "
+                             f"{second}_val, sample_weight_val), got "
+                             f"{type(eval_set).__name__}"
+                             + (f" of length {len(eval_set)}"
+                                if isinstance(eval_set, (tuple, list)) else ""))
+        X_val, t_val = eval_set[0], eval_set[1]
+        w_val = eval_set[2] if len(eval_set) == 3 else None
+        return X_val, t_val, w_val
+
+    def _check_X_eval(self, X_val):
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None and hasattr(X_val, "columns"):
+            got = [str(c) for c in X_val.columns]
+            if got != list(names):
+                raise ValueError(f"eval_set X has feature names {got}, but X has "
+                                 f"{list(names)}")
+        return check_features(X_val, "eval_set X", n_features=self.n_features_in_,
+                              feature_names=names)
 
     def _split_validation(self, n, stratify=None, groups=None):
         """Indices (train, validation); validation None if validation_fraction is None.
@@ -235,6 +388,22 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
         X = self._check_X_predict(X)
         with numba_threads(self.n_jobs):
             return self.ensemble_.predict(X)
+
+    def predict_contributions(self, X):
+        """Tree-path (Saabas) feature contributions of ``predict(X)``.
+
+        Returns float64 (N, n_features_in_ + 1, n_terms): ``[:, f, A]`` is the part of
+        the learned coefficient A credited to feature f (at every split on f along the
+        row's path, the change of the node value), ``[:, -1, A]`` the bias (the sum of
+        the trees' root values, the training-weighted average).  Summed over axis 1 it
+        equals ``predict(X)`` up to round-off.  A feature the trees never split on gets
+        exactly 0.  Unlike SHAP values, the credit of a feature depends on where in the
+        path it is split (docs/validation.md).
+        """
+        from ._engine._contributions import contributions
+        X = self._check_X_predict(X)
+        with numba_threads(self.n_jobs):
+            return contributions(self.ensemble_, X)
 
     def staged_predict(self, X):
         """Yield ``predict(X)`` after each tree."""

@@ -46,12 +46,25 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     random_state : int, RandomState or None
         Seeds the binning subsample and the validation split.
     verbose : int, default=0
-        1 prints one line per tree (loss, time).
-    validation_fraction : float in (0, 1), optional
-        Hold out this share of events to record ``validation_loss_``.
-    n_iter_no_change : int, optional
-        Stop when the validation (else training) loss has not improved for this
-        many trees.
+        1: one INFO line per tree (leaves, losses, time) and the early-stopping
+        decision on the ``logging`` logger "bpt", printed on stdout when no logging
+        handler is configured; 0: nothing.
+    validation_fraction : float in (0, 1) or None, default=0.1
+        With early stopping: the share of events held out (never trained on) as
+        validation data, unless ``fit`` gets ``eval_set``.  None: monitor the
+        training loss.
+    n_iter_no_change : int or None, default=10
+        With early stopping, fitting stops after tree b when none of the last
+        ``n_iter_no_change`` monitored losses is below m - tol * |m|, m the lowest
+        loss before them.  None: never stop (as in files of older versions).
+    early_stopping : {"auto", True, False}, default="auto"
+        "auto": on when X has at least 10 000 rows.  On: monitor the validation loss
+        (``eval_set``, else the ``validation_fraction`` split, else the training
+        loss), stop by the rule above, and keep only the trees up to its minimum
+        (``n_iter_``); ``train_loss_`` / ``validation_loss_`` record every grown tree.
+        See docs/concepts.md ("Early stopping").
+    tol : float >= 0, default=1e-7
+        Relative tolerance of the stopping rule.
 
     Attributes
     ----------
@@ -60,10 +73,11 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     train_loss_ : (n_iter_,) training loss after each tree (the loss of MATH.md
         section 1 minus its model-independent part, per unit SM weight: 0 for the
         empty model, decreasing)
-    validation_loss_ : same on the validation set (if ``validation_fraction``)
+    validation_loss_ : same on the validation data (if any), one value per grown tree
     feature_importances_ : share of the total split gain per feature
     base_points_ : (M, P) base points used by the loss
-    n_iter_ : number of trees
+    n_iter_ : number of trees kept (with early stopping: up to the lowest monitored
+        loss; ``train_loss_`` may be longer)
 
     Notes
     -----
@@ -79,7 +93,8 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     def __init__(self, n_parameters=1, order=2, terms=None, base_points=None, n_estimators=100,
                  learning_rate=0.2, max_depth=4, min_samples_leaf=50, min_weight_leaf=0.0,
                  split="hist", max_bins=255, n_jobs=None, random_state=None, verbose=0,
-                 validation_fraction=None, n_iter_no_change=None):
+                 validation_fraction=0.1, n_iter_no_change=10, early_stopping="auto",
+                 tol=1e-7):
         self.n_parameters = n_parameters
         self.order = order
         self.terms = terms
@@ -96,6 +111,8 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         self.verbose = verbose
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.tol = tol
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -146,23 +163,33 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
                              "m(theta)^T is singular; add base points that vary it")
         return bp, M, L.T   # M = U^T U with U = L^T
 
-    def _check_y(self, y, n, n_terms, sample_weight):
-        y = check_finite(y, "y", ndim=(1, 2), length=n)
+    def _check_y(self, y, n, n_terms, sample_weight, name="y"):
+        y = check_finite(y, name, ndim=(1, 2), length=n)
         if y.ndim == 1:
             y = y[:, None]
         if y.shape[1] != 1 + n_terms:
-            raise ValueError(f"y must have 1 + n_terms = {1 + n_terms} columns (SM weight, then "
-                             f"one coefficient per term of {self.terms_}), got {y.shape[1]}")
-        sw = check_sample_weight(sample_weight, n)
+            raise ValueError(f"{name} must have 1 + n_terms = {1 + n_terms} columns (SM weight, "
+                             f"then one coefficient per term of {self.terms_}), got "
+                             f"{y.shape[1]}")
+        sw = check_sample_weight(sample_weight, n,
+                                 "sample_weight" if name == "y" else "eval_set sample_weight")
         if sw is not None:
             y = y * sw[:, None]
         return y
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y, sample_weight=None):
-        """Fit on features X (N, F) and coefficients y (N, 1 + n_terms)."""
+    def fit(self, X, y, sample_weight=None, *, eval_set=None, callbacks=None):
+        """Fit on features X (N, F) and coefficients y (N, 1 + n_terms).
+
+        ``eval_set=(X_val, y_val)`` or ``(X_val, y_val, sample_weight_val)``: validation
+        data (checked as the training data) for ``validation_loss_`` and early stopping;
+        no internal split is made when it is given.  ``callbacks``: list of callables,
+        each called after every tree with a :class:`bpt.IterationInfo`; a callback that
+        returns True stops the fit.
+        """
         with self._fitting():
             self._start_fit()
+            callbacks = self._check_callbacks(callbacks)
             terms = self._resolve_terms()
             self.terms_ = terms
             X = self._check_X_fit(X)
@@ -172,8 +199,18 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
             if not total > 0:
                 raise ValueError("the sum of SM weights (y[:, 0]) must be positive, got "
                                  f"{total:.6g}")
+            val_data = None
+            if eval_set is not None:
+                X_ev, y_ev, w_ev = self._unpack_eval_set(eval_set, "y")
+                X_ev = self._check_X_eval(X_ev)
+                y_ev = self._check_y(y_ev, X_ev.shape[0], len(terms), w_ev,
+                                     name="eval_set y")
+                if not y_ev[:, 0].sum() > 0:
+                    raise ValueError("the sum of SM weights of eval_set y (column 0) must be "
+                                     f"positive, got {y_ev[:, 0].sum():.6g}")
+                val_data = (X_ev, y_ev)
 
-            tr, va = self._split_validation(X.shape[0])
+            tr, va = self._plan_validation(X.shape[0], eval_set is not None)
             y_tr = y if va is None else y[tr]
             total_tr = y_tr[:, 0].sum()
             if not total_tr > 0:
@@ -186,12 +223,19 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
             Y = _transform_targets(y_tr, U, scale=scale)
             X_tr = X if va is None else np.ascontiguousarray(X[tr])
             loss = BITLoss(U)
-            validation = None
             if va is not None:
-                X_va, y_va = np.ascontiguousarray(X[va]), y[va]
+                val_data = (np.ascontiguousarray(X[va]), y[va])
+                if not val_data[1][:, 0].sum() > 0:
+                    raise ValueError("the sum of SM weights (y[:, 0]) of the validation part "
+                                     "is not positive after holding out validation_fraction="
+                                     f"{self.validation_fraction}; pass eval_set or a "
+                                     "larger validation_fraction")
+            validation = None
+            if val_data is not None:
+                X_va, y_va = val_data
                 validation = (X_va, lambda F: loss.model_loss(y_va, F))
             self._boost(X_tr, Y, np.zeros(Y.shape[0], dtype=np.int64), loss, validation,
-                        weight_scale=scale)
+                        weight_scale=scale, callbacks=callbacks)
         return self
 
     # ------------------------------------------------------------------ predict

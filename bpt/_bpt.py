@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ._base import BaseBoostedTrees, weight_scale
@@ -44,8 +46,11 @@ class BoostedParametricTree(BaseBoostedTrees):
         point (nominal included), and every weight sum in it must be positive.
     split : {"hist", "exact"}, default="hist"
     max_bins : int <= 255, default=255
-    n_jobs, random_state, verbose, validation_fraction, n_iter_no_change
-        As in :class:`bpt.BoostedInformationTree`.
+    n_jobs, random_state, verbose, validation_fraction, n_iter_no_change, early_stopping, tol
+        As in :class:`bpt.BoostedInformationTree` ("auto" counts the rows of all
+        samples).  The internal validation split is stratified by base point; for
+        samples that share events pass ``groups`` or ``eval_set`` to ``fit`` (a random
+        split of correlated samples is biased).
 
     Attributes
     ----------
@@ -74,7 +79,7 @@ class BoostedParametricTree(BaseBoostedTrees):
     def __init__(self, n_nuisances=1, order=2, terms=None, n_estimators=100, learning_rate=0.2,
                  learn_global=True, max_depth=4, min_samples_leaf=50, split="hist",
                  max_bins=255, n_jobs=None, random_state=None, verbose=0,
-                 validation_fraction=None, n_iter_no_change=None):
+                 validation_fraction=0.1, n_iter_no_change=10, early_stopping="auto", tol=1e-7):
         self.n_nuisances = n_nuisances
         self.order = order
         self.terms = terms
@@ -90,6 +95,8 @@ class BoostedParametricTree(BaseBoostedTrees):
         self.verbose = verbose
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.tol = tol
 
     # fitted state (saved files; see bpt/_state.py)
     _required_fitted_attributes = BaseBoostedTrees._required_fitted_attributes + (
@@ -116,12 +123,12 @@ class BoostedParametricTree(BaseBoostedTrees):
             return check_terms(self.terms, self.n_nuisances)
         return make_terms(self.n_nuisances, self.order)
 
-    def _check_nu(self, nu, n):
-        nu = check_finite(nu, "nu", ndim=(1, 2), length=n)
+    def _check_nu(self, nu, n, name="nu"):
+        nu = check_finite(nu, name, ndim=(1, 2), length=n)
         if nu.ndim == 1:
             nu = nu[:, None]
         if nu.shape[1] != self.n_nuisances:
-            raise ValueError(f"nu must have n_nuisances = {self.n_nuisances} columns, got "
+            raise ValueError(f"{name} must have n_nuisances = {self.n_nuisances} columns, got "
                              f"{nu.shape[1]}")
         return nu
 
@@ -186,18 +193,35 @@ class BoostedParametricTree(BaseBoostedTrees):
                     "points that vary it")
         return points, cls, V
 
+    def _classes_of(self, nu, name="nu"):
+        """Index of each row's base point among (nominal, base_points_); error if unknown."""
+        pts = np.vstack([np.zeros(self.n_nuisances), self.base_points_])
+        match = np.all(nu[:, None, :] == pts[None, :, :], axis=2)
+        if not match.any(axis=1).all():
+            bad = int(np.flatnonzero(~match.any(axis=1))[0])
+            raise ValueError(f"{name} row {bad} = {nu[bad].tolist()} is not one of the fitted "
+                             f"base points (nominal or {self.base_points_.tolist()})")
+        return match.argmax(axis=1).astype(np.int64)
+
     # ------------------------------------------------------------------ fit
-    def fit(self, X, nu, sample_weight=None, groups=None):
+    def fit(self, X, nu, sample_weight=None, groups=None, *, eval_set=None, callbacks=None):
         """Fit on features X (N, F) and base-point coordinates nu (N, K).
 
         ``groups`` (optional, (N,)): an id per row; rows with the same id (the same
         simulated event at several base points, as in weight or feature variations of
-        one sample) are kept on the same side of the validation split.  Without it, a
-        correlated sample leaks into the validation set and ``validation_loss_`` (and
-        early stopping) is biased.
+        one sample) are kept on the same side of the internal validation split.  Without
+        it, a random split of such correlated samples puts copies of one event on both
+        sides, so ``validation_loss_`` is biased low and early stopping stops too late.
+
+        ``eval_set=(X_val, nu_val)`` or ``(X_val, nu_val, sample_weight_val)``:
+        validation data (checked as the training data; every row of ``nu_val`` must be
+        the nominal point or one of the training base points); no internal split is made
+        when it is given.  ``callbacks``: list of callables, each called after every tree
+        with a :class:`bpt.IterationInfo`; a callback that returns True stops the fit.
         """
         with self._fitting():
             self._start_fit()
+            callbacks = self._check_callbacks(callbacks)
             terms = self._resolve_terms()
             X = self._check_X_fit(X)
             nu = self._check_nu(nu, X.shape[0])
@@ -217,10 +241,28 @@ class BoostedParametricTree(BaseBoostedTrees):
                 if groups.shape != (X.shape[0],):
                     raise ValueError(f"groups must have shape ({X.shape[0]},), got "
                                      f"{groups.shape}")
-            tr, va = self._split_validation(X.shape[0], stratify=cls, groups=groups)
+            val_data = None
+            if eval_set is not None:
+                X_ev, nu_ev, w_ev = self._unpack_eval_set(eval_set, "nu")
+                X_ev = self._check_X_eval(X_ev)
+                nu_ev = self._check_nu(nu_ev, X_ev.shape[0], name="eval_set nu")
+                w_ev = check_sample_weight(w_ev, X_ev.shape[0], "eval_set sample_weight")
+                w_ev = np.ones(X_ev.shape[0]) if w_ev is None else w_ev
+                cls_ev = self._classes_of(nu_ev, "eval_set nu")
+                self._check_samples(cls_ev, w_ev, points, part=" in eval_set",
+                                    check_counts=False)
+                val_data = (X_ev, w_ev, cls_ev)
+            tr, va = self._plan_validation(X.shape[0], eval_set is not None, stratify=cls,
+                                           groups=groups)
             if va is not None:
+                if groups is None:
+                    _warn_if_shared_events(X, cls)
                 self._check_samples(cls[tr], w[tr], points, part=" (training part, after "
                                     f"holding out validation_fraction={self.validation_fraction})")
+                self._check_samples(cls[va], w[va], points, part=" (validation part, "
+                                    f"validation_fraction={self.validation_fraction})",
+                                    check_counts=False)
+                val_data = (np.ascontiguousarray(X[va]), w[va], cls[va])
             X_tr = X if va is None else np.ascontiguousarray(X[tr])
             # scale the weights by a power of two near 1 / total (exact in floating point),
             # so that any overall weight scale is representable; ratios do not change
@@ -229,11 +271,11 @@ class BoostedParametricTree(BaseBoostedTrees):
             Y = (w_tr * scale).reshape(-1, 1)
             loss = BPTLoss(V)
             validation = None
-            if va is not None:
-                X_va, w_va, c_va = np.ascontiguousarray(X[va]), w[va], cls[va]
+            if val_data is not None:
+                X_va, w_va, c_va = val_data
                 validation = (X_va, lambda D: loss.model_loss(w_va, c_va, D))
             self._boost(X_tr, Y, np.ascontiguousarray(cls[tr]), loss, validation,
-                        weight_scale=scale)
+                        weight_scale=scale, callbacks=callbacks)
         return self
 
     # ------------------------------------------------------------------ predict
@@ -253,16 +295,44 @@ class BoostedParametricTree(BaseBoostedTrees):
         nu = self._check_nu(nu, D.shape[0])
         sw = check_sample_weight(sample_weight, D.shape[0])
         w = np.ones(D.shape[0]) if sw is None else sw
-        pts = np.vstack([np.zeros(self.n_nuisances), self.base_points_])
-        match = np.all(nu[:, None, :] == pts[None, :, :], axis=2)
-        if not match.any(axis=1).all():
-            bad = int(np.flatnonzero(~match.any(axis=1))[0])
-            raise ValueError(f"nu row {bad} = {nu[bad].tolist()} is not one of the fitted "
-                             "base points")
-        cls = match.argmax(axis=1).astype(np.int64)
+        cls = self._classes_of(nu)
         self._check_samples(cls, w, self.base_points_, part=" given to score",
                             check_counts=False)
         return -BPTLoss(self.V_).model_loss(w, cls, D)
+
+
+# share of base-point rows that repeat a nominal row above which the samples are taken
+# to be the same events (weight variations) and a random validation split is biased
+SHARED_EVENTS_WARN = 0.5
+
+
+def _shared_fraction(X, cls):
+    """Largest share, over the base points, of a base point's rows whose feature vector
+    also occurs in the nominal sample (bit-wise equality through a 64-bit row hash)."""
+    bits = np.ascontiguousarray(X, dtype=np.float64).view(np.uint64)
+    h = np.zeros(X.shape[0], dtype=np.uint64)
+    prime = np.uint64(0x100000001B3)
+    for j in range(bits.shape[1]):
+        h = (h * prime) ^ bits[:, j]          # wraps modulo 2**64
+    others = cls > 0
+    if not others.any():
+        return 0.0
+    shared = np.isin(h[others], h[cls == 0])
+    counts = np.bincount(cls[others], minlength=cls.max() + 1)[1:]
+    hits = np.bincount(cls[others], weights=shared, minlength=cls.max() + 1)[1:]
+    return float(np.max(hits / np.maximum(counts, 1)))
+
+
+def _warn_if_shared_events(X, cls):
+    share = _shared_fraction(X, cls)
+    if share > SHARED_EVENTS_WARN:
+        warnings.warn(
+            f"BoostedParametricTree: {share:.0%} of a base point's events repeat a nominal "
+            "event's features (weight variations of the same events?); a random "
+            "validation split puts copies of one event on both sides, so validation_loss_ "
+            "is biased and early stopping stops late.  Pass groups= (an event id per row) "
+            "or eval_set= (an independent sample), or early_stopping=False",
+            UserWarning, stacklevel=4)
 
 
 def _unique_rows(a):

@@ -83,10 +83,10 @@ def check_finite(a, name, ndim=None, length=None, dtype=np.float64):
     return arr
 
 
-def check_sample_weight(sample_weight, n):
+def check_sample_weight(sample_weight, n, name="sample_weight"):
     if sample_weight is None:
         return None
-    sw = check_finite(sample_weight, "sample_weight", ndim=1, length=n)
+    sw = check_finite(sample_weight, name, ndim=1, length=n)
     return sw
 
 

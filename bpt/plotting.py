@@ -7,7 +7,9 @@ returns what it drew on, so plots compose with ordinary matplotlib code:
 * :func:`plot_loss` -- training (and validation) loss per tree;
 * :func:`plot_systematic_ratios` -- learned vs true S(x|nu) of a BPT at several nu;
 * :func:`plot_scan` -- a 1D profile-likelihood scan with the 68%/95% CL lines;
-* :func:`plot_contour` -- 2D profile-likelihood contours at 68%/95% CL.
+* :func:`plot_contour` -- 2D profile-likelihood contours at 68%/95% CL;
+* :func:`plot_closure` -- learned vs simulated yields of a closure test
+  (:func:`bpt.diagnostics.closure`).
 
 matplotlib is imported only when a function is called.
 """
@@ -19,7 +21,7 @@ import numpy as np
 from ._terms import term_name
 
 __all__ = ["plot_coefficients", "plot_loss", "plot_systematic_ratios", "plot_scan",
-           "plot_contour", "offscreen_pyplot"]
+           "plot_contour", "plot_closure", "offscreen_pyplot"]
 
 #: Delta t at 68% / 95% CL for one and two parameters (Wilks).
 LEVELS_1D = (1.0, 3.84)
@@ -279,6 +281,57 @@ def plot_loss(est, ax=None, *, label=None, logy=False):
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
+    return ax
+
+
+def plot_closure(result, binning=0, ax=None, *, point_names=None):
+    """Learned / simulated yield per bin of one binning of a closure test, per point.
+
+    Parameters
+    ----------
+    result : bpt.diagnostics.ClosureResult
+    binning : int, default=0
+        Which binning (index into ``result.binned_by``).
+    ax : Axes, optional
+    point_names : list of str, optional
+        Names of the parameters (for the legend).
+
+    Returns
+    -------
+    ax : Axes
+        Markers: learned / simulated with the error of the difference divided by the
+        simulated yield; the title gives chi2/ndf and the p-value of this binning.
+    """
+    if not hasattr(result, "learned") or not hasattr(result, "binned_by"):
+        raise ValueError("plot_closure needs a ClosureResult from bpt.diagnostics.closure")
+    n_b = len(result.binned_by)
+    if isinstance(binning, bool) or not isinstance(binning, (int, np.integer)) or not (
+            0 <= binning < n_b):
+        raise ValueError(f"binning must be an integer in [0, {n_b - 1}], got {binning!r}")
+    ax = _new_axes(ax)
+    lrn, sim = result.learned[binning], result.simulated[binning]
+    err = result.difference_error[binning]
+    n_pts, n_bins = lrn.shape
+    x = np.arange(1, n_bins + 1)
+    width = 0.7 / max(n_pts, 1)
+    sym = "theta" if result.kind == "BIT" else "nu"
+    names = point_names or [f"{sym}{a}" for a in range(result.points.shape[1])]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(sim != 0, lrn / sim, np.nan)
+        rerr = np.where(sim != 0, err / np.abs(sim), np.nan)
+    for m in range(n_pts):
+        off = (m - (n_pts - 1) / 2) * width
+        ax.errorbar(x + off, ratio[m], yerr=rerr[m], fmt="o", ms=3, capsize=0,
+                    color=f"C{m % 10}", label=_point_label(result.points[m], names))
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xlabel(f"quantile bin of {result.binned_by[binning]}")
+    ax.set_ylabel("learned / simulated yield")
+    ax.set_xticks(x)
+    ax.set_title(f"closure: chi2/ndf = {result.chi2[binning]:.1f}/{result.ndf[binning]}, "
+                 f"p = {result.p_value[binning]:.3g}", fontsize=10)
+    ax.grid(alpha=0.3)
+    if n_pts <= 12:
+        ax.legend(fontsize=7, ncol=2)
     return ax
 
 

@@ -86,6 +86,7 @@ def train(cfg, seed):
         bpts[p] = bpt.BoostedParametricTree(
             n_nuisances=2, n_estimators=cfg["sys_trees"], max_depth=3,
             min_samples_leaf=max(20, cfg["n_sys"] // 70), random_state=seed,
+            early_stopping=False,    # shared events at the base points: no random split
         ).fit(s.X, s.nu, sample_weight=s.weight)
         points = bpts[p].base_points_
     from sklearn.ensemble import HistGradientBoostingClassifier

@@ -136,8 +136,8 @@ def train(cfg, seed):
     header("2a. BoostedInformationTree: SMEFT dependence of the signal (2 parameters, quadratic)")
     bit = bpt.BoostedInformationTree(
         n_parameters=2, order=2, n_estimators=cfg["bit_trees"], learning_rate=0.2, max_depth=4,
-        min_samples_leaf=max(20, cfg["n_bit"] // 500), validation_fraction=0.2,
-        n_iter_no_change=10, random_state=seed, verbose=1)
+        min_samples_leaf=max(20, cfg["n_bit"] // 500), early_stopping=True,
+        validation_fraction=0.2, n_iter_no_change=10, random_state=seed, verbose=1)
     with progress(every):
         bit.fit(sig.X, sig.y)
     test = ds.make_eft_signal(max(cfg["n_bit"] // 5, 2000), random_state=seed + 100)
@@ -156,11 +156,13 @@ def train(cfg, seed):
         est = bpt.BoostedParametricTree(
             n_nuisances=2, order=2, n_estimators=cfg["sys_trees"], learning_rate=0.2,
             max_depth=3, min_samples_leaf=max(20, cfg["n_sys"] // 70), random_state=seed,
-            verbose=1)
-        # no validation_fraction here: the base-point samples share their true-level
-        # events (as real JES / weight variations do), so a random split of the rows puts
-        # copies of one event on both sides and the validation loss is biased.  The loss
-        # curve is checked on an independent sample instead (heldout_loss below).
+            early_stopping=False, verbose=1)
+        # no early stopping on a random split here: the base-point samples share their
+        # true-level events (as real JES / weight variations do), so a random split of the
+        # rows puts copies of one event on both sides and the validation loss is biased
+        # (fit(..., groups=...) or eval_set=(X, nu, w) of an independent sample avoid
+        # that).  The loss curve is checked on an independent sample instead
+        # (heldout_loss below).
         with progress(max(1, cfg["sys_trees"] // 8)):
             est.fit(s.X, s.nu, sample_weight=s.weight)
         nom = s.X[np.all(s.nu == 0, axis=1)]

@@ -64,7 +64,8 @@ def main(argv=None):
 
     bit = bpt.BoostedInformationTree(n_parameters=1, order=1, n_estimators=n_trees,
                                      learning_rate=0.2, max_depth=3, min_samples_leaf=50,
-                                     validation_fraction=0.2, random_state=args.seed)
+                                     early_stopping=True, validation_fraction=0.2,
+                                     random_state=args.seed)
     bit.fit(X, y)
     print(f"BIT: {bit.n_iter_} trees of depth 3 in {bit.fit_time_:.1f} s; terms {bit.terms_}; "
           f"feature importances (pT, noise_gauss, noise_flat) = "

@@ -15,7 +15,8 @@ def gaussian_fit():
     # base points are the nominal events reweighted by the exact exp(g_nu(x))
     X, nu, w = bpt_gaussian_samples(20_000, seed=1, reweighted=True)
     est = BPT(n_nuisances=2, order=2, n_estimators=200, learning_rate=0.3, max_depth=3,
-              min_samples_leaf=100, random_state=0).fit(X, nu, sample_weight=w)
+              min_samples_leaf=100, random_state=0, early_stopping=False).fit(
+                  X, nu, sample_weight=w)
     return est, X, nu, w
 
 
@@ -95,7 +96,8 @@ def test_depth_zero_reproduces_closed_form_of_total_yields():
 
 def test_learn_global_uses_unit_rate_for_first_tree():
     X, nu, w = bpt_gaussian_samples(2_000, seed=5)
-    on = BPT(n_nuisances=2, n_estimators=2, max_depth=1, learning_rate=0.1).fit(X, nu, w)
+    on = BPT(n_nuisances=2, n_estimators=2, max_depth=1, learning_rate=0.1,
+             early_stopping=False).fit(X, nu, w)
     off = clone(on).set_params(learn_global=False).fit(X, nu, w)
     a_on, a_off = on.ensemble_.arrays, off.ensemble_.arrays
     np.testing.assert_allclose(a_on["learning_rates"], [1.0, 0.1])
@@ -108,7 +110,8 @@ def test_learn_global_uses_unit_rate_for_first_tree():
 def test_invariant_under_n_jobs_and_row_order():
     assert_two_real_threads()
     X, nu, w = bpt_gaussian_samples(5_000, seed=6)
-    kw = dict(n_nuisances=2, n_estimators=10, max_depth=3, min_samples_leaf=30, random_state=1)
+    kw = dict(n_nuisances=2, n_estimators=10, max_depth=3, min_samples_leaf=30, random_state=1,
+              early_stopping=False)
     p1 = BPT(n_jobs=1, **kw).fit(X, nu, w).predict(X[:1000])
     p2 = BPT(n_jobs=2, **kw).fit(X, nu, w).predict(X[:1000])
     np.testing.assert_array_equal(p1, p2)

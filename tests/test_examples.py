@@ -139,6 +139,7 @@ def test_api_reference_signatures():
 
     import bpt
     import bpt.datasets
+    import bpt.diagnostics
     import bpt.export
     import bpt.inference
     import bpt.plotting
@@ -147,7 +148,7 @@ def test_api_reference_signatures():
     missing = []
     with_methods = {"BoostedInformationTree", "BoostedParametricTree", "ToyPhysics",
                     "AdditiveModel"}
-    for mod in (bpt, bpt.datasets, bpt.plotting, bpt.inference, bpt.export):
+    for mod in (bpt, bpt.datasets, bpt.diagnostics, bpt.plotting, bpt.inference, bpt.export):
         for name in mod.__all__:
             obj = getattr(mod, name)
             full = f"{mod.__name__}.{name}"

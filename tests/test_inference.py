@@ -127,14 +127,18 @@ def learned(sim):
     xs, ws, xb, wb = sim
     x1 = xs[:, 0]
     y = np.column_stack([ws, ws * x1, ws * x1 ** 2 / 4])      # exact per-event coefficients
+    # early stopping off: the point is the agreement of a 40-tree model with the exact one
+    # (and the base-point samples below are reweighted copies of the same events)
     bit = BoostedInformationTree(n_parameters=1, n_estimators=40, max_depth=3, learning_rate=0.3,
-                                 min_samples_leaf=100, random_state=0).fit(xs, y)
+                                 min_samples_leaf=100, random_state=0,
+                                 early_stopping=False).fit(xs, y)
     pts = [0.0, -1.0, 1.0, 2.0]                                 # weight-based variations
     Xn = np.vstack([xs] * len(pts))
     nu = np.repeat(pts, len(xs))[:, None]
     wn = np.concatenate([ws * np.exp(p * BETA * (x1 - 1)) for p in pts])
     bpt = BoostedParametricTree(n_nuisances=1, n_estimators=40, max_depth=3, learning_rate=0.3,
-                                min_samples_leaf=100, random_state=0).fit(Xn, nu, sample_weight=wn)
+                                min_samples_leaf=100, random_state=0,
+                                early_stopping=False).fit(Xn, nu, sample_weight=wn)
     clf = LogisticRegression(C=1e4).fit(np.vstack([xs, xb]),
                                         np.array(["sig"] * len(xs) + ["bkg"] * len(xb)),
                                         sample_weight=np.concatenate([ws, wb]))

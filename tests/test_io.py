@@ -82,7 +82,7 @@ def fitted_bit():
     X, y, _ = bit_quadratic_model(2000, seed=3)
     est = bpt.BoostedInformationTree(n_parameters=2, order=2, n_estimators=6, max_depth=3,
                                      min_samples_leaf=40, validation_fraction=0.25,
-                                     random_state=0).fit(X, y)
+                                     early_stopping=True, random_state=0).fit(X, y)
     return est, X
 
 

@@ -25,7 +25,7 @@ def bit_fit():
     sig = ds.make_eft_signal(4000, random_state=0)
     est = BoostedInformationTree(n_parameters=2, n_estimators=6, max_depth=2,
                                  min_samples_leaf=100, validation_fraction=0.25,
-                                 random_state=0).fit(sig.X, sig.y)
+                                 early_stopping=True, random_state=0).fit(sig.X, sig.y)
     return est, sig
 
 
@@ -33,7 +33,8 @@ def bit_fit():
 def bpt_fit():
     sy = ds.make_systematic_samples(1500, random_state=0)
     est = BoostedParametricTree(n_nuisances=2, n_estimators=5, max_depth=2,
-                                min_samples_leaf=50, random_state=0).fit(sy.X, sy.nu, sy.weight)
+                                min_samples_leaf=50, random_state=0,
+                                early_stopping=False).fit(sy.X, sy.nu, sy.weight)
     nom = ds.make_process_sample("signal", 3000, random_state=1)
     return est, nom
 

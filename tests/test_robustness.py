@@ -133,7 +133,7 @@ def test_bit_negative_weights_still_converge_to_truth():
     y_neg, sign = _with_negative_weights(y, 0.2, seed=3)
     assert 0.18 < np.mean(sign < 0) < 0.22                    # ~20% negative-weight events
     est = BIT(n_parameters=2, n_estimators=60, learning_rate=0.2, max_depth=3,
-              min_samples_leaf=100, random_state=0).fit(X, y_neg)
+              min_samples_leaf=100, random_state=0, early_stopping=False).fit(X, y_neg)
     Xt, _, truth = bit_quadratic_model(20_000, seed=2)        # held-out, analytic truth
     rms = np.sqrt(np.mean((est.predict(Xt) - truth) ** 2, axis=0))
     # stated tolerance: RMS error of every R_A below 0.08 (the ranges of R_A are 0.5-1;
@@ -167,7 +167,7 @@ def test_bpt_negative_weights_still_converge_to_truth():
         sel = nu[:, 0] == v
         assert 0.15 < np.mean(w[sel] < 0) < 0.25 and w[sel].sum() > 0
     est = BPT(n_nuisances=1, n_estimators=60, learning_rate=0.3, max_depth=3,
-              min_samples_leaf=100, random_state=0).fit(X, nu, w)
+              min_samples_leaf=100, random_state=0, early_stopping=False).fit(X, nu, w)
     Xt = np.random.default_rng(9).normal(size=(5_000, 2)) * 0.7
     for v in (1.0, -1.0, 2.0, 0.5, -0.5):
         truth = (Xt @ A.T + B) @ np.array([v, v * v])
@@ -336,7 +336,7 @@ def test_bit_validation_split_keeps_a_positive_training_sm_weight():
     y = np.column_stack([np.r_[40.0, -np.ones(19)], np.ones(20)])
     for rs in range(8):
         est = BIT(n_parameters=1, order=1, n_estimators=1, learning_rate=1.0, max_depth=0,
-                  validation_fraction=0.5, random_state=rs)
+                  validation_fraction=0.5, early_stopping=True, random_state=rs)
         try:
             est.fit(X, y)
         except ValueError as exc:
@@ -356,7 +356,7 @@ def test_bpt_validation_split_keeps_positive_training_lambdas():
     w[:n] = np.r_[3.0, -0.1 * np.ones(n - 1)]        # nominal total 1.1 > 0
     for rs in range(6):
         est = BPT(n_nuisances=1, n_estimators=2, max_depth=1, min_samples_leaf=1,
-                  validation_fraction=0.5, random_state=rs)
+                  validation_fraction=0.5, early_stopping=True, random_state=rs)
         try:
             est.fit(X, nu, w)
         except ValueError as exc:

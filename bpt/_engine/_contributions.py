@@ -1,0 +1,54 @@
+"""Tree-path (Saabas) feature contributions of the fitted ensemble.
+
+Every node of the flat ensemble (see ``_predictor``) stores its prediction in
+``value`` (internal nodes too, already multiplied by the tree's learning rate).
+Walking row i from the root to its leaf, the change of the node value at a split
+on feature f is credited to f, and the root's value is the bias.  Per tree the sum
+telescopes to the leaf value, so summed over features and bias the contributions
+equal the prediction (up to round-off).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["contributions"]
+
+
+@njit(cache=True, inline="always")
+def _goes_left(X, i, j, feature, threshold):
+    """The decision of node j for row i: the predictor's rule (left if x <= threshold).
+    Keep in step with ``_predictor._leaf``."""
+    return X[i, feature[j]] <= threshold[j]
+
+
+@njit(parallel=True, cache=True)
+def _contributions(X, feature, threshold, left, right, value, tree_start, t0, t1, out):
+    """Add row i's contributions of trees t0..t1-1 to out[i] (n_features + 1, n_out);
+    slot n_features is the bias (sum of the root values)."""
+    n_out = value.shape[1]
+    bias = X.shape[1]
+    for i in prange(X.shape[0]):
+        for t in range(t0, t1):
+            j = tree_start[t]
+            for a in range(n_out):
+                out[i, bias, a] += value[j, a]
+            while feature[j] >= 0:
+                f = feature[j]
+                c = left[j] if _goes_left(X, i, j, feature, threshold) else right[j]
+                for a in range(n_out):
+                    out[i, f, a] += value[c, a] - value[j, a]
+                j = c
+
+
+def contributions(ensemble, X, start=0, stop=None):
+    """Contributions (N, n_features + 1, n_out) float64 of trees start..stop-1 for the
+    float64 C-contiguous X; the last slot of axis 1 is the bias."""
+    a = ensemble.arrays
+    stop = ensemble.n_trees if stop is None else stop
+    out = np.zeros((X.shape[0], X.shape[1] + 1, ensemble.n_out))
+    if stop > start:
+        _contributions(X, a["feature"], a["threshold"], a["left"], a["right"], a["value"],
+                       a["tree_start"], start, stop, out)
+    return out
