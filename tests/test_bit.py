@@ -123,13 +123,14 @@ def test_random_state_seeds_only_the_validation_split():
     kw = dict(n_parameters=2, n_estimators=10, max_depth=3)
     # no validation split and fewer rows than the binning subsample: nothing is random,
     # any seed gives the same trees
-    preds = [BIT(random_state=rs, **kw).fit(X, y).predict(X[:2000])
+    preds = [BIT(random_state=rs, early_stopping=False, **kw).fit(X, y).predict(X[:2000])
              for rs in (0, 7, None, np.random.RandomState(3))]
     for p in preds[1:]:
         np.testing.assert_array_equal(preds[0], p)
     # with a validation split the seed picks the held-out rows: the same seed reproduces
     # the fit exactly, another seed trains on other rows
-    fits = [BIT(random_state=rs, validation_fraction=0.25, **kw).fit(X, y) for rs in (1, 1, 2)]
+    fits = [BIT(random_state=rs, early_stopping=True, validation_fraction=0.25, **kw).fit(X, y)
+            for rs in (1, 1, 2)]
     np.testing.assert_array_equal(fits[0].predict(X[:2000]), fits[1].predict(X[:2000]))
     np.testing.assert_array_equal(fits[0].validation_loss_, fits[1].validation_loss_)
     assert not np.array_equal(fits[0].predict(X[:2000]), fits[2].predict(X[:2000]))
