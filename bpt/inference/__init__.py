@@ -8,9 +8,8 @@ process-fraction classifier; then ``q``, ``fit``, ``profile``, ``scan``, ``inter
 """
 
 from ._fit import FitResult, ProfileResult, ScanResult
-from ._io import load_model
 from ._likelihood import RateError
-from ._model import AdditiveModel, Dataset, Nuisance, Process
+from ._model import AdditiveModel, Dataset, Nuisance, Process, load_model
 from ._toys import CoverageResult
 
 __all__ = ["AdditiveModel", "CoverageResult", "Dataset", "FitResult", "Nuisance", "Process",
