@@ -173,16 +173,21 @@ def _crossing(prof, a, b, crit, sigma, side, name, max_iter=100, origin=None):
 # Beyond each endpoint the profile is checked at these multiples of the distance from the
 # MLE to that endpoint (a non-convex profile dips below the threshold again there).
 CONVEXITY_CHECK = (1.5, 2.0, 3.0, 5.0)
+# Inside the interval the profile is checked at these fractions of the way from the MLE to
+# each endpoint (a second maximum, or t above the threshold, hides between them).
+INTERIOR_CHECK = (0.25, 0.5, 0.75)
 
 
 def other_pieces(lik, data, j, z_hat, H_hat, q_max, crit, sigma, low, high,
                  check=CONVEXITY_CHECK):
     """Further intervals where t < crit beyond (low, high) within the checked range.
 
-    Profiles outwards from each finite endpoint at ``check`` multiples of its distance
-    from the MLE; where t is below ``crit`` again, both crossings around that region
-    are solved.  Returns a list of (low, high) pieces (an end not closed within the
-    checked range is the last checked point).  Raises BetterPoint.
+    Profiles at ``INTERIOR_CHECK`` fractions of the way to each endpoint (a point with
+    t > crit there is returned as a degenerate piece (v, v): a gap inside the interval),
+    then outwards from each finite endpoint at ``check`` multiples of its distance from
+    the MLE; where t is below ``crit`` again, both crossings around that region are
+    solved.  Returns a list of (low, high) pieces (an end not closed within the checked
+    range is the last checked point).  Raises BetterPoint.
     """
     theta_hat = z_hat[j]
     pieces = []
@@ -192,6 +197,11 @@ def other_pieces(lik, data, j, z_hat, H_hat, q_max, crit, sigma, low, high,
             continue
         prof, _ = _profiler(lik, data, j, z_hat, H_hat, q_max)
         dist = abs(end - theta_hat)
+        for f in INTERIOR_CHECK:           # inside: a better maximum, or a gap
+            v = theta_hat + side * f * dist
+            t, _ = prof(v)
+            if t > crit:
+                pieces.append((float(v), float(v)))      # marks a gap inside (low, high)
         prof(end)                          # warm start at the endpoint
         prev, inside_from = end, None
         for m in check:

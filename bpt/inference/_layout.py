@@ -18,7 +18,12 @@ import numpy as np
 
 from .._validation import check_features, check_finite
 
-__all__ = ["Nuisance", "Process", "Layout", "build_layout", "check_fractions", "coefficients"]
+__all__ = ["Nuisance", "Process", "Layout", "build_layout", "check_fractions", "coefficients",
+           "MAX_TOTAL_WEIGHT"]
+
+# Event weights summing beyond this overflow q and its derivatives in float64 (q ~ sum w,
+# its Hessian ~ sum w x coefficients^2): refused with a clear error.
+MAX_TOTAL_WEIGHT = 1e30
 
 _CONSTRAINTS = ("gaussian", None)
 
@@ -101,6 +106,11 @@ class Process:
         self.X = check_features(X, f"Process {name!r}: X")
         self.weight = check_finite(weight, f"Process {name!r}: weight", ndim=1,
                                    length=self.X.shape[0])
+        total = float(np.sum(np.abs(self.weight)))
+        if not total <= MAX_TOTAL_WEIGHT:
+            raise ValueError(f"Process {name!r}: the sum of |weight| is {total:.6g}, beyond "
+                             f"{MAX_TOTAL_WEIGHT:g}; weights of this magnitude overflow the "
+                             "likelihood (check the weights' units)")
         if not self.weight.sum() > 0:
             raise ValueError(f"Process {name!r}: the sum of weights must be positive, got "
                              f"{self.weight.sum():.6g}")
@@ -180,7 +190,8 @@ class Layout:
         ta = np.maximum(self.term_a, 0)
         tb = np.where(self.quad, self.term_b, 0)
         za, zb = z[ta], z[tb]
-        mv = np.where(self.quad, za * zb, za)
+        with np.errstate(over="ignore", invalid="ignore"):    # overflow: reported by q
+            mv = np.where(self.quad, za * zb, za)
         ga = np.where(self.square, 2.0 * za, np.where(self.cross, zb, 1.0))
         gb = np.where(self.cross, za, 0.0)
         n_par = self.log_norm.shape[1]

@@ -103,6 +103,10 @@ class Likelihood:
         is log C(nu|a)/C(0|a) = -nu^2/2 + a nu.
         """
         z = np.ascontiguousarray(z, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):    # overflow is reported below
+            return self._evaluate(z, data, order, parallel, hess_sample)
+
+    def _evaluate(self, z, data, order, parallel, hess_sample):
         v, G, H, n_bad, first = self.data_term(z, data, order, parallel, hess_sample)
         if n_bad:
             return np.nan, G, H, n_bad, first

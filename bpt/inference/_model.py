@@ -14,6 +14,7 @@ columns, per-event coefficients), ``_dataset`` (Dataset and its cache), ``_likel
 
 from __future__ import annotations
 
+import copy
 import numbers
 import warnings
 
@@ -26,8 +27,8 @@ from ._fit import (BETTER_TOL, ProfileResult, ScanResult, fit_result, global_max
 from ._interval import (ONE_SIGMA_CL, BetterPoint, critical_value, endpoint, other_pieces,
                         scan_task)
 from ._io import read_model, save_model
-from ._layout import (Nuisance, Process, _check_name, build_layout, check_fractions,
-                      coefficients)
+from ._layout import (MAX_TOTAL_WEIGHT, Nuisance, Process, _check_name, build_layout,
+                      check_fractions, coefficients)
 from ._likelihood import Likelihood
 from ._toys import PseudoData, n_tasks, run_tasks
 
@@ -53,6 +54,14 @@ class AdditiveModel(PseudoData):
         the processes' SM simulation with their weights as sample weights.
     luminosity : (nuisance name, kappa), optional
         Luminosity factor L(nu) = (1 + kappa)^nu applied to every process.
+    simulation_uncertainty : bool, default=False
+        Add, per process p, a Gaussian-constrained nuisance ``"mc_stat_<p>"`` scaling
+        that process by (1 + kappa_p)^nu with kappa_p = sqrt(sum_i w_i^2) / sum_i w_i,
+        the relative statistical uncertainty of its simulated SM yield (an unbinned
+        Barlow-Beeston-lite: one factor per process instead of one per bin).  The
+        nuisances are appended after ``nuisances`` and the factors to each process's
+        ``normalization`` (so a saved model stores them explicitly).  See
+        docs/inference.md.
 
     Notes
     -----
@@ -67,7 +76,8 @@ class AdditiveModel(PseudoData):
     sample, so call :meth:`clear_cache` or use :meth:`prepare` after editing X in place).
     """
 
-    def __init__(self, processes, pois, nuisances, fractions=None, luminosity=None):
+    def __init__(self, processes, pois, nuisances, fractions=None, luminosity=None,
+                 simulation_uncertainty=False):
         processes = list(processes)
         if not processes:
             raise ValueError("give at least one Process")
@@ -86,6 +96,13 @@ class AdditiveModel(PseudoData):
         for n in nus:
             if not isinstance(n, Nuisance):
                 raise ValueError(f"nuisances must be Nuisance objects or names, got {n!r}")
+        if not isinstance(simulation_uncertainty, (bool, np.bool_)):
+            raise ValueError("simulation_uncertainty must be True or False, got "
+                             f"{simulation_uncertainty!r}")
+        self.simulation_uncertainty = bool(simulation_uncertainty)
+        if simulation_uncertainty:
+            processes, extra = _with_simulation_uncertainty(processes)
+            nus = nus + extra
         nu_names = [n.name for n in nus]
         if len(set(nu_names)) != len(nu_names):
             raise ValueError(f"nuisance names must be unique, got {nu_names}")
@@ -348,7 +365,8 @@ class AdditiveModel(PseudoData):
     def _fixed_pois(self, poi):
         if poi is None:
             return np.arange(self.n_pois)
-        pl = [poi] if isinstance(poi, (str, numbers.Integral)) else list(poi)
+        scalar = isinstance(poi, (str, numbers.Integral, np.bool_)) or np.ndim(poi) == 0
+        pl = [poi] if scalar else list(poi)
         return np.array(sorted({self._poi_index(p) for p in pl}), dtype=np.int64)
 
     def scan(self, thetas, X, weight=None, n_jobs=None, poi=None, return_result=False):
@@ -407,7 +425,7 @@ class AdditiveModel(PseudoData):
         P = self.n_pois
         return ScanResult(vals, t, qs, fit.q, zs[:, :P], zs[:, P:], ok, fit)
 
-    def interval(self, X, weight=None, cl=0.68, poi=0):
+    def interval(self, X, weight=None, cl=ONE_SIGMA_CL, poi=0):
         """(low, high) Wilks interval of one POI: where t(theta_poi) <= chi2.ppf(cl, 1).
 
         The default ``cl`` is one sigma, 0.6827 = chi2.cdf(1, 1), i.e. t <= 1 (as MINOS);
@@ -422,6 +440,8 @@ class AdditiveModel(PseudoData):
         endpoint the profile is checked at 1.5, 2, 3 and 5 times its distance from the
         MLE; if t dips below the threshold again (a non-convex profile) the interval
         around the MLE is returned and a RuntimeWarning lists every piece of the region.
+        Inside, the profile is checked at 1/4, 1/2 and 3/4 of the way to each endpoint (a
+        better maximum there triggers the refit; t above the threshold a warning).
         """
         crit = critical_value(cl, 1)
         j = self._poi_index(poi)
@@ -445,6 +465,12 @@ class AdditiveModel(PseudoData):
                 fit = self._improve(lik, data, fit, better.z, better.q)
                 continue
             break
+        gaps = [a for a, b in pieces if a == b]
+        pieces = [p for p in pieces if p[0] != p[1]]
+        if gaps:
+            warnings.warn(f"the profile of {self.pois[j]} is not convex: t > {crit:.4g} inside "
+                          f"the interval ({low:.6g}, {high:.6g}) at {[round(g, 6) for g in gaps]}",
+                          RuntimeWarning, stacklevel=2)
         if pieces:
             allp = sorted([(low, high)] + pieces)
             warnings.warn(f"the profile of {self.pois[j]} is not convex: t <= {crit:.4g} on "
@@ -486,12 +512,28 @@ def load_model(source, trusted=False):
         raise ValueError(f"invalid inference model in file: {exc}") from None
 
 
+def _with_simulation_uncertainty(processes):
+    """Copies of the processes with their yield's simulation uncertainty as a log-normal
+    normalisation factor, and the new nuisances."""
+    out, extra = [], []
+    for p in processes:
+        w = p.weight
+        kappa = float(np.sqrt(np.sum(w * w)) / np.sum(w))
+        name = f"mc_stat_{p.name}"
+        q = copy.copy(p)
+        q.normalization = {**p.normalization, name: kappa}
+        out.append(q)
+        extra.append(Nuisance(name))
+    return out, extra
+
+
 def _check_weight(weight, n_events):
     w = check_finite(weight, "weight", ndim=1, length=n_events)
     total = float(np.sum(np.abs(w)))
-    if not np.isfinite(total):
-        raise ValueError(f"weight: the sum of |weight| overflows (largest |weight| "
-                         f"{np.max(np.abs(w)):.6g}); weights of this magnitude are out of range")
+    if not total <= MAX_TOTAL_WEIGHT:
+        raise ValueError(f"weight: the sum of |weight| is {total:.6g} (largest |weight| "
+                         f"{np.max(np.abs(w)):.6g}), beyond {MAX_TOTAL_WEIGHT:g}; weights of "
+                         "this magnitude overflow the likelihood")
     return w
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ._dataset import Dataset
 from ._fit import BETTER_TOL, maximize
-from ._interval import critical_value
+from ._interval import ONE_SIGMA_CL, critical_value
 from ._likelihood import RateError
 
 __all__ = ["CoverageResult", "PseudoData", "seed_sequences", "n_tasks", "run_tasks", "draw_toy",
@@ -238,7 +238,7 @@ class PseudoData:
                                    global_observables=aux))
         return out
 
-    def coverage(self, theta_true, nu_true, n_toys, cl=0.68, poi=None,
+    def coverage(self, theta_true, nu_true, n_toys, cl=ONE_SIGMA_CL, poi=None,
                  random_state=None, n_jobs=None, negative_weights="raise", data_sampler=None):
         """Toy coverage of the Wilks region at ``cl`` (default one sigma, 0.6827).
 
