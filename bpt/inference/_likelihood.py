@@ -19,7 +19,7 @@ class RateError(ValueError):
 
 
 class Likelihood:
-    """q_{theta,nu}(D) of MATH.md section 4 relative to z = 0, with exact derivatives.
+    """q_{theta,nu}(D) of docs/math.md (section 4) relative to z = 0, with exact derivatives.
 
     Parameters
     ----------

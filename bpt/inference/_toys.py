@@ -1,4 +1,4 @@
-"""Pseudo-data (MATH.md section 4) and the toy-coverage task, plus joblib helpers.
+"""Pseudo-data (docs/math.md, section 4) and the toy-coverage task, plus joblib helpers.
 
 A toy at (theta, nu) draws N ~ Poisson(sum_i w_i(theta, nu)) events from the
 simulation with probabilities proportional to the expected weights w_i(theta, nu).
@@ -210,7 +210,7 @@ class PseudoData:
         return X, w
 
     def toys(self, theta, nu, n_toys, random_state=None, n_jobs=None, negative_weights="raise"):
-        """Pseudo-datasets at (theta, nu) (MATH.md section 4): a list of :class:`Dataset`.
+        """Pseudo-datasets at (theta, nu) (docs/math.md, section 4): a list of :class:`Dataset`.
 
         Every simulated event is drawn n_i ~ Poisson(w_i(theta, nu)) times (equivalently
         N ~ Poisson(sigma) events drawn with probability proportional to the expected
