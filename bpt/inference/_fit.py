@@ -289,14 +289,15 @@ def global_maximum(lik, data, parallel=True, starts=(), spread=MULTISTART_SPREAD
     n_eval = best.n_evaluations
     candidates = [np.asarray(s, dtype=np.float64) for s in starts]
     sig = _poi_errors(best.hessian, P)
+    first_hessian = best.hessian
     for a in range(P):
         for s in spread:
             z0 = best.z.copy()
             z0[a] += s * sig[a]
             candidates.append(z0)
     for z0 in candidates:
-        try:
-            found = maximize(lik, data, z0, free, parallel)
+        try:             # the first maximum's Hessian steers (saves an exact Hessian pass)
+            found = maximize(lik, data, z0, free, parallel, H_init=first_hessian)
         except RateError:
             continue                      # an invalid start (rate <= 0 there): skip it
         n_eval += found.n_evaluations
