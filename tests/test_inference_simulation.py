@@ -111,6 +111,9 @@ def test_bootstrap_fit_and_replica_interval():
     # the side-wise quadrature
     assert res.theta_hat - res.low == pytest.approx(
         np.hypot(res.theta_hat - res.stat_low, res.replica_sd), rel=1e-12)
+    # a Dataset of the nominal model gives the same replica MLEs
+    np.testing.assert_allclose(rep.fit_spread(model.prepare(X)), res.theta_replicas[:, None],
+                               atol=1e-6)
     # exact pieces for every replica: no spread at all
     exact = build(TrueFractions(), n_sim=5000)
     tf = exact.fractions

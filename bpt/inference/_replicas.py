@@ -17,6 +17,7 @@ import joblib
 import numpy as np
 from sklearn.base import clone
 
+from ._dataset import Dataset
 from ._interval import ONE_SIGMA_CL, critical_value
 from ._model import AdditiveModel
 from ._toys import CoverageResult, n_tasks, seed_sequences
@@ -158,8 +159,22 @@ class Replicas:
         return self._models
 
     def fit_spread(self, X, weight=None):
-        """(B, P) MLE of the POIs of every replica model on the data (X, weight)."""
-        return np.array([rm.fit(X, weight).theta for rm in self.models()])
+        """(B, P) MLE of the POIs of every replica model on the data (X, weight).
+
+        ``X`` may be a :class:`Dataset` of the nominal model: its features, weights and
+        global observables are evaluated by each replica model.
+        """
+        aux = None
+        if isinstance(X, Dataset):
+            self.model._check_owner(X)
+            aux = X.global_observables
+            weight = X.weight if weight is None else weight
+            X = X.X
+        out = []
+        for rm in self.models():
+            out.append(rm.fit(rm.prepare(X, weight, global_observables=aux)).theta)
+            rm.clear_cache()
+        return np.array(out)
 
     def interval(self, X, weight=None, cl=ONE_SIGMA_CL, poi=0):
         """The statistical interval widened by the replica spread of the MLE: a
