@@ -27,6 +27,16 @@ class LinearRatio:
         return X[:, :1].copy()
 
 
+class TwoRatio:
+    """R(x|theta) = 1 + theta_1 x + theta_2 (x^2 - 1) / 2 (exact, 2 POIs)."""
+    terms_ = [(0,), (1,)]
+    n_parameters = 2
+
+    def predict(self, X):
+        x = X[:, 0]
+        return np.column_stack([x, 0.5 * (x * x - 1.0)])
+
+
 class TrueFractions:
     classes_ = np.array(["bkg", "sig"])
 
@@ -42,11 +52,12 @@ def simulation(n, seed):
     return rng.normal(1.0, 1.0, (n, 1)), rng.normal(-1.0, 1.0, (n, 1))
 
 
-def build(fractions, n_sim=20_000, seed=0, **kw):
+def build(fractions, n_sim=20_000, seed=0, two_pois=False, **kw):
     xs, xb = simulation(n_sim, seed)
-    return AdditiveModel([Process("sig", xs, np.full(n_sim, S / n_sim), ratio=LinearRatio()),
+    ratio, pois = (TwoRatio(), ["t1", "t2"]) if two_pois else (LinearRatio(), ["theta"])
+    return AdditiveModel([Process("sig", xs, np.full(n_sim, S / n_sim), ratio=ratio),
                           Process("bkg", xb, np.full(n_sim, B / n_sim))],
-                         ["theta"], [], fractions=fractions, **kw)
+                         pois, [], fractions=fractions, **kw)
 
 
 def train_fractions(n_train, seed):
@@ -57,12 +68,16 @@ def train_fractions(n_train, seed):
     return LogisticRegression().fit(X, y, sample_weight=w), (X, y, w)
 
 
-def sampler(theta):
-    """Data from the true densities at theta: signal x ~ N(1,1) (1 + theta x) / (1 + theta)."""
+def sampler(theta, theta2=None):
+    """Data from the true densities at theta: signal x ~ N(1,1) (1 + theta x) / (1 + theta)
+    (with theta2: N(1,1) (1 + theta x + theta2 (x^2 - 1) / 2) / (1 + theta + theta2 / 2))."""
+    t2 = 0.0 if theta2 is None else theta2
+
     def draw(rng):
-        ns = rng.poisson(S * (1 + theta))
+        ns = rng.poisson(S * (1 + theta + 0.5 * t2))
         xs = rng.normal(1.0, 1.0, 4 * ns + 20)
-        acc = rng.uniform(0, 1 + abs(theta) * 6, xs.shape[0]) < 1 + theta * xs
+        rate = 1 + theta * xs + 0.5 * t2 * (xs * xs - 1)
+        acc = rng.uniform(0, 1 + abs(theta) * 6 + abs(t2) * 18, xs.shape[0]) < rate
         xs = xs[acc][:ns]
         xb = rng.normal(-1.0, 1.0, rng.poisson(B))
         return np.concatenate([xs, xb])[:, None]
@@ -173,31 +188,34 @@ def test_coverage_with_a_data_sampler_uses_the_sampler():
 
 
 @pytest.mark.slow
-def test_truth_based_coverage_plain_under_covers_replicas_do_not():
+@pytest.mark.parametrize("two_pois", [False, True], ids=["1poi", "2poi"])
+def test_truth_based_coverage_plain_under_covers_replicas_do_not(two_pois):
     """Fractions from small training samples (2 x 1000 events) vs ~6000 data events.
 
-    Coverage averages over independent training samples (each with its own replicas) and
-    toys from the true densities.  Prints both coverages with binomial errors.
+    Coverage of the first POI's interval (with two POIs the second is profiled), averaged
+    over independent training samples (each with its own replicas) and toys from the true
+    densities.  Prints both coverages with binomial errors.
     """
     n_trainings, toys_each, n_replicas = 10, 50, 20
-    theta = 0.1
+    theta = [0.1, 0.05] if two_pois else [0.1]
+    draw = sampler(*theta)
     cover_plain, cover_wide, ratios = [], [], []
     for k in range(n_trainings):
         clf, (Xt, yt, wt) = train_fractions(1000, seed=k)
         reps = bootstrap_fit(clf, Xt, yt, sample_weight=wt, n_replicas=n_replicas,
                              random_state=100 + k)
-        model = build(clf, n_sim=20_000, seed=k)
+        model = build(clf, n_sim=20_000, seed=k, two_pois=two_pois)
         rep = Replicas(model, [(clf, reps)])
-        plain, wide = rep.coverage([theta], None, toys_each, sampler(theta),
-                                   random_state=200 + k)
+        plain, wide = rep.coverage(theta, None, toys_each, draw, random_state=200 + k)
         cover_plain.append(plain.t < plain.critical_value)
         cover_wide.append(wide.t < wide.critical_value)
-        ratios.append(rep.interval(sampler(theta)(np.random.default_rng(k))).ratio)
+        ratios.append(rep.interval(draw(np.random.default_rng(k))).ratio)
     p = np.concatenate(cover_plain).mean()
     w = np.concatenate(cover_wide).mean()
     n = n_trainings * toys_each
     ep, ew = np.sqrt(p * (1 - p) / n), np.sqrt(w * (1 - w) / n)
-    print(f"\n68.27% coverage over {n} toys ({n_trainings} trainings): plain {p:.3f} +- {ep:.3f}, "
+    print(f"\n{len(theta)} POI(s), 68.27% coverage of the first POI's interval over {n} toys "
+          f"({n_trainings} trainings): plain {p:.3f} +- {ep:.3f}, "
           f"replica-widened {w:.3f} +- {ew:.3f}; replica sd / stat sd = "
           f"{np.mean(ratios):.2f} (mean)")
     assert p < 0.6827 - 2 * ep                 # plain intervals under-cover
