@@ -1,4 +1,4 @@
-"""Speed of bpt.inference: q + gradient and a 50-point profiled scan.
+"""Speed of bpt.inference: q + gradient, a 50-point profiled scan, a replica-based interval.
 
 Setup (issue 4): N = 1e6 data events (the Asimov sample of the simulation, i.e. 1e6
 weighted events), 2 POIs at quadratic order, 5 nuisances at quadratic order, 3 processes
@@ -10,6 +10,13 @@ does not depend on where the coefficients come from.
 
 Reference: the time numpy needs to stream the same per-event coefficient arrays once
 (``arr.sum()``), measured in the same run.
+
+Replica-based interval (issue 13): B replicas of the ratio model (synthetic ones with
+other seeds: the training cost, B x one training, is not part of this figure);
+``Replicas.interval`` = B fits of the data by the replica models (each evaluates its
+pieces on the data and the simulation once) + one interval.  Printed: its time, the
+time of one ``interval`` (MLE remembered) and of one ``fit``, and the cost per replica
+relative to one interval.
 
     python bench/bench_inference.py            # N = 1e6
     python bench/bench_inference.py --n 200000 # quicker
@@ -24,7 +31,7 @@ import time
 import numpy as np
 
 from bpt._terms import make_terms
-from bpt.inference import AdditiveModel, Nuisance, Process
+from bpt.inference import AdditiveModel, Nuisance, Process, Replicas
 
 
 class SyntheticRatio:
@@ -101,6 +108,7 @@ def main():
     ap.add_argument("--n", type=int, default=1_000_000, help="data (= simulated) events")
     ap.add_argument("--points", type=int, default=50, help="scan points")
     ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--replicas", type=int, default=4, help="B for the replica interval (0: skip)")
     args = ap.parse_args()
 
     import numba
@@ -152,7 +160,7 @@ def main():
     t0 = time.perf_counter()
     fit = model.fit(data)
     t_fit = time.perf_counter() - t0
-    print(f"MLE from (0, 0): {t_fit:.2f} s, {fit.n_evaluations} evaluations, theta = {fit.theta}, "
+    print(f"MLE (multi-start, {2 * model.n_pois + 2} starts): {t_fit:.2f} s, {fit.n_evaluations} evaluations, theta = {fit.theta}, "
           f"success = {fit.success}")
     err = fit.errors[0]
     grid = fit.theta[0] + np.linspace(-3 * err, 3 * err, args.points)
@@ -162,7 +170,34 @@ def main():
     print(f"{args.points}-point profiled scan of c1 (c2 and 5 nuisances profiled): "
           f"{t_scan:.2f} s  [target <= 20 s]; with the MLE {t_scan + t_fit:.2f} s; all "
           f"converged: {bool(res.success.all())}; t range {res.t.min():.3g} .. {res.t.max():.3g}")
+    if args.replicas >= 2:
+        replica_interval(model, data, args.replicas)
     os.system("uptime")
+
+
+def replica_interval(model, data, n_replicas):
+    t0 = time.perf_counter()
+    interval = model.interval(data, poi="c1")                   # the MLE is remembered
+    t_int = time.perf_counter() - t0
+    ratio = model.processes[0].ratio
+    reps = [SyntheticRatio(2, ratio.W.shape[0], ratio.scale * (1 + 0.02 * (b + 1)), 1000 + b)
+            for b in range(n_replicas)]
+    for r in reps:                                              # small perturbations
+        r.W = ratio.W + 0.02 * (r.W - ratio.W)
+    rep = Replicas(model, [(ratio, reps)])
+    t0 = time.perf_counter()
+    res = rep.interval(data, poi="c1")
+    t_rep = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.fit(data)
+    t_fit = time.perf_counter() - t0
+    per = (t_rep - t_int) / n_replicas
+    print(f"interval of c1 (MLE remembered): {t_int:.2f} s -> ({interval[0]:.4g}, "
+          f"{interval[1]:.4g}); one fit {t_fit:.2f} s")
+    print(f"replica interval, B = {n_replicas}: {t_rep:.2f} s -> ({res.low:.4g}, {res.high:.4g}), "
+          f"replica sd / stat sd = {res.ratio:.2f}; per replica {per:.2f} s = "
+          f"{per / t_int:.2f} x one interval, {per / t_fit:.2f} x one fit  [target <= 2 x one "
+          "interval per replica]")
 
 
 if __name__ == "__main__":

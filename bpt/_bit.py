@@ -243,7 +243,12 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         """r(x|theta) = 1 + sum_A R_A(x) m_A(theta): theta (P,) -> (N,), (M, P) -> (N, M)."""
         R = self.predict(X)
         theta = check_point(theta, self.n_parameters, "theta")
-        return 1.0 + R @ monomials(theta, self.terms_).T
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = 1.0 + R @ monomials(theta, self.terms_).T
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"predict_ratio overflows (inf/NaN) at theta = {theta.tolist()}: "
+                             "parameter values of this magnitude are out of range")
+        return out
 
     def score(self, X, y, sample_weight=None):
         """Minus the loss of ``train_loss_`` on (X, y): higher is better."""

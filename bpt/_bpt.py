@@ -283,11 +283,23 @@ class BoostedParametricTree(BaseBoostedTrees):
         """g_nu(x) = sum_A m_A(nu) Delta_A(x): nu (K,) -> (N,), nu (M, K) -> (N, M)."""
         D = self.predict(X)
         nu = check_point(nu, self.n_nuisances, "nu")
-        return D @ monomials(nu, self.terms_).T
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = D @ monomials(nu, self.terms_).T
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"predict_log_ratio overflows (inf/NaN) at nu = {nu.tolist()}: "
+                             "parameter values of this magnitude are out of range")
+        return out
 
     def predict_ratio(self, X, nu):
         """S(x|nu) = exp(g_nu(x))."""
-        return np.exp(self.predict_log_ratio(X, nu))
+        g = self.predict_log_ratio(X, nu)
+        with np.errstate(over="ignore"):
+            out = np.exp(g)
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"predict_ratio overflows (exp of {np.max(g):.6g}) at nu = "
+                             f"{np.asarray(nu).tolist()}: parameter values of this magnitude are "
+                             "out of range")
+        return out
 
     def score(self, X, nu, sample_weight=None):
         """Minus the cross entropy per unit weight (as ``train_loss_``) on (X, nu)."""

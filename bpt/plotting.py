@@ -541,9 +541,34 @@ def plot_scan(thetas, t, ax=None, *, label=None, parameter_name=None,
     return ax
 
 
+def _refined_minimum_2d(x, y, z):
+    """The minimum of the quadratic through the 3x3 grid points around the grid minimum
+    (the grid minimum itself at an edge or where the quadratic is not convex)."""
+    i, j = np.unravel_index(np.nanargmin(z), z.shape)
+    if not (0 < i < x.size - 1 and 0 < j < y.size - 1):
+        return float(x[i]), float(y[j])
+    dx, dy = np.meshgrid(x[i - 1:i + 2] - x[i], y[j - 1:j + 2] - y[j], indexing="ij")
+    zz = z[i - 1:i + 2, j - 1:j + 2]
+    if not np.all(np.isfinite(zz)):
+        return float(x[i]), float(y[j])
+    dx, dy, zz = dx.ravel(), dy.ravel(), zz.ravel()
+    A = np.column_stack([np.ones(9), dx, dy, 0.5 * dx * dx, dx * dy, 0.5 * dy * dy])
+    c = np.linalg.lstsq(A, zz, rcond=None)[0]
+    H = np.array([[c[3], c[4]], [c[4], c[5]]])
+    try:
+        if np.all(np.linalg.eigvalsh(H) > 0):
+            step = -np.linalg.solve(H, c[1:3])
+            hx, hy = abs(x[i + 1] - x[i - 1]) / 2, abs(y[j + 1] - y[j - 1]) / 2
+            if abs(step[0]) <= hx and abs(step[1]) <= hy:
+                return float(x[i] + step[0]), float(y[j] + step[1])
+    except np.linalg.LinAlgError:
+        pass
+    return float(x[i]), float(y[j])
+
+
 def plot_contour(theta1, theta2, t_grid, ax=None, *, levels=LEVELS_2D,
                  level_labels=_LEVEL_LABELS, parameter_names=None,
-                 truth=None, label=None, color="C0", filled=True):
+                 truth=None, label=None, color="C0", filled=True, best_fit=None):
     """2D profile-likelihood contours at Delta t = 2.30 and 5.99 (68% / 95% CL).
 
     Parameters
@@ -567,6 +592,11 @@ def plot_contour(theta1, theta2, t_grid, ax=None, *, levels=LEVELS_2D,
     color : matplotlib colour, default="C0"
     filled : bool, default=True
         Shade the regions inside the contours lightly.
+    best_fit : (float, float), optional
+        The fitted maximum, e.g. ``model.fit(X).theta`` or ``scan_result.fit.theta``:
+        marked as the best fit, and ``t_grid`` is taken as t relative to it (not
+        shifted).  Default: the minimum of the quadratic through the 3 x 3 grid points
+        around the grid minimum (not a grid point), with ``t_grid`` shifted to minimum 0.
 
     Returns
     -------
@@ -585,21 +615,27 @@ def plot_contour(theta1, theta2, t_grid, ax=None, *, levels=LEVELS_2D,
                          f"{(x.size, y.size)}, got {z.shape}{hint}")
     if not np.any(np.isfinite(z)):
         raise ValueError("t_grid has no finite values")
-    z = z - np.nanmin(z)
+    if best_fit is None:
+        z = z - np.nanmin(z)
+        bx, by = _refined_minimum_2d(x, y, z)
+    else:
+        bfit = np.asarray(best_fit, dtype=np.float64).ravel()
+        if bfit.shape != (2,) or not np.all(np.isfinite(bfit)):
+            raise ValueError(f"best_fit must be two finite numbers, got {best_fit!r}")
+        bx, by = float(bfit[0]), float(bfit[1])
     levels = sorted(float(v) for v in levels)
     styles = ["-", "--", ":", "-."]
     if filled:
         ax.contourf(x, y, z.T, levels=[0.0] + levels, colors=[color], alpha=0.18)
     ax.contour(x, y, z.T, levels=levels, colors=[color],
                     linestyles=[styles[k % 4] for k in range(len(levels))], linewidths=1.6)
-    i, j = np.unravel_index(np.nanargmin(z), z.shape)
     prefix = f"{label}: " if label else ""
     handles = [Line2D([], [], color=color, ls=styles[k % 4], lw=1.6,
                       label=prefix + (level_labels[k] if k < len(level_labels)
                                       else f"$\\Delta t$ = {lev:g}"))
                for k, lev in enumerate(levels)]
-    (bf,) = ax.plot([x[i]], [y[j]], marker="+", ms=11, mew=2, ls="none", color=color,
-                    label=f"{prefix}best fit ({x[i]:.3g}, {y[j]:.3g})")
+    (bf,) = ax.plot([bx], [by], marker="+", ms=11, mew=2, ls="none", color=color,
+                    label=f"{prefix}best fit ({bx:.3g}, {by:.3g})")
     handles.append(bf)
     if truth is not None:
         (tr,) = ax.plot([truth[0]], [truth[1]], marker="x", ms=8, mew=1.5, ls="none",

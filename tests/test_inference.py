@@ -22,6 +22,7 @@ BETA, KAPPA, SIG, BKG = 0.15, 0.2, 300.0, 300.0
 N_SIM = 20000
 THETA_TRUE = 0.3
 CRIT68 = stats.chi2.ppf(0.68, 1)
+CRIT1 = 1.0            # the default interval / coverage level: one sigma (issue 13)
 
 
 # ----------------------------------------------------------------------------- exact functions
@@ -282,7 +283,7 @@ def test_scan_matches_profiles_and_interval(exact, asimov):
     lo, hi = exact.interval(*asimov)
     assert lo < fit.theta[0] < hi
     t_ends = exact.scan([lo, hi], *asimov)
-    np.testing.assert_allclose(t_ends, CRIT68, atol=1e-5)
+    np.testing.assert_allclose(t_ends, CRIT1, atol=1e-5)
     # the MLE of the same data is reused, not refitted
     fit2 = exact.fit(*asimov)
     assert exact.scan(thetas[:2], *asimov, return_result=True).fit is fit2
@@ -348,7 +349,7 @@ def test_unbinned_narrower_than_binned(exact, sim, asimov):
 
     lo_b = optimize.brentq(tb, t_hat - 0.5, t_hat, xtol=1e-6)
     hi_b = optimize.brentq(tb, t_hat, t_hat + 0.5, xtol=1e-6)
-    lo_u, hi_u = exact.interval(*asimov)
+    lo_u, hi_u = exact.interval(*asimov, cl=0.68)
     assert hi_u - lo_u < hi_b - lo_b
     assert lo_b < THETA_TRUE < hi_b
 
@@ -371,7 +372,7 @@ def test_two_poi_contour_scan(sim):
     assert t[0, 3] > 2.3 and t[6, 3] > 2.3                 # outside the 68% contour
     # one POI scanned with the other profiled: the same as interval()
     lo, hi = m.interval(X, w, poi="c2")
-    np.testing.assert_allclose(m.scan([lo, hi], X, w, poi="c2"), CRIT68, atol=1e-5)
+    np.testing.assert_allclose(m.scan([lo, hi], X, w, poi="c2"), CRIT1, atol=1e-5)
     with pytest.raises(ValueError, match="shape"):
         m.scan(g1, X, w)                                   # needs (M, 2)
 
@@ -425,7 +426,7 @@ def test_coverage_runs(exact):
     res = exact.coverage([THETA_TRUE], [0.0, 0.0], 40, random_state=1)
     assert res.n_toys == 40 and res.t.shape == (40,) and res.success.all()
     assert 0.3 < res.coverage <= 1.0
-    assert res.critical_value == pytest.approx(CRIT68)
+    assert res.critical_value == pytest.approx(CRIT1)
 
 
 @pytest.mark.slow

@@ -1,17 +1,20 @@
-"""Unbinned inference with the additive, refinable model (MATH.md sections 3 and 4).
+"""Unbinned inference with the additive, refinable model (docs/math.md, sections 3 and 4).
 
 Build an :class:`AdditiveModel` from :class:`Process` es (SM simulation, a fitted
 BoostedInformationTree for the theta dependence, fitted BoostedParametricTrees for
 systematics, normalisation uncertainties), :class:`Nuisance` parameters and a
 process-fraction classifier; then ``q``, ``fit``, ``profile``, ``scan``, ``interval``,
-``asimov``, ``toys`` and ``coverage``.  See docs/inference.md.
+``asimov``, ``toys`` and ``coverage``; the uncertainty of the learned pieces with
+:class:`Replicas` (:func:`bootstrap_fit`) and :func:`check_calibration`.  See docs/inference.md.
 """
 
+from ._calibration import CalibrationResult, check_calibration
 from ._fit import FitResult, ProfileResult, ScanResult
-from ._io import load_model
 from ._likelihood import RateError
-from ._model import AdditiveModel, Dataset, Nuisance, Process
+from ._model import AdditiveModel, Dataset, Nuisance, Process, load_model
+from ._replicas import ReplicaInterval, Replicas, bootstrap_fit
 from ._toys import CoverageResult
 
-__all__ = ["AdditiveModel", "CoverageResult", "Dataset", "FitResult", "Nuisance", "Process",
-           "ProfileResult", "RateError", "ScanResult", "load_model"]
+__all__ = ["AdditiveModel", "CalibrationResult", "CoverageResult", "Dataset", "FitResult",
+           "Nuisance", "Process", "ProfileResult", "RateError", "ReplicaInterval", "Replicas",
+           "ScanResult", "bootstrap_fit", "check_calibration", "load_model"]

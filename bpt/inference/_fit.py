@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy import optimize
 
 from ._likelihood import RateError
 
-__all__ = ["FitResult", "ProfileResult", "ScanResult", "maximize", "scan_task"]
+__all__ = ["FitResult", "ProfileResult", "ScanResult", "Maximum", "maximize", "fit_result",
+           "global_maximum", "BETTER_TOL"]
 
 # Stop when the Newton decrement (the predicted gain of q from one more Newton step) is
 # below this, in units of q (t = -2 q, so t is accurate to ~2e-7).
@@ -24,6 +26,22 @@ SCAN_EXTRAPOLATE = 1e-5
 # The Hessians that only steer the optimiser are estimated from at least this many events
 # (every k-th chunk of 2048) on larger datasets; ``exact_hessian=True`` uses all events.
 HESS_SAMPLE = 100_000
+# A point whose q exceeds the reported maximum by more than this (units of q) proves the
+# maximum is not global (beyond the ~1e-6 precision of extrapolated scan points).
+BETTER_TOL = 10 * Q_TOL
+
+
+class Maximum(NamedTuple):
+    """What :func:`maximize` found: the point z, q there, the full gradient and Hessian
+    of q there (see ``maximize`` for when the Hessian is exact), convergence, and the
+    number of likelihood evaluations."""
+    z: np.ndarray
+    q: float
+    gradient: np.ndarray
+    hessian: np.ndarray
+    success: bool
+    message: str
+    n_evaluations: int
 
 
 @dataclass
@@ -166,9 +184,9 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
     very close, e.g. a predicted scan point), take the Newton step without evaluating
     q again and return q(z0) + decrement (error ~ relative Hessian error x decrement).
 
-    Returns (z, q, G, H, success, message, n_eval): the maximum, q there, the full
-    gradient there and the full Hessian (exact at z if ``exact_hessian``, else the
-    last exact one, computed at a point of the optimisation path).
+    Returns a :class:`Maximum`: the point, q there, the full gradient there and the full
+    Hessian (exact at z if ``exact_hessian``, else the last exact one, computed at a
+    point of the optimisation path), success, message, number of evaluations.
     Raises RateError when z0 itself has an event with rate <= 0.
     """
     z0 = np.asarray(z0, dtype=np.float64)
@@ -178,6 +196,7 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
     f0, g0, H0, ok, _ = obj.get(x0)
     if not ok:
         q, G, H, n_bad, first = lik.evaluate(z0, data, 0, parallel)
+        n_bad = n_bad or -1               # the value is finite: a derivative overflows
         n_events = data[1].shape[0] if data[1].shape[0] else data[0].shape[0]
         raise RateError(lik.rate_message(z0, n_bad, first, n_events))
     message = "converged"
@@ -186,8 +205,9 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
     if Q_TOL < dec0 <= extrapolate:
         q, G, H, _ = obj.get(x0)[4]
         x = x0 - np.linalg.solve(H0, g0)
-        return (obj.full(x), float(q) + dec0, G, H, True,
-                f"converged (one Newton step extrapolated, decrement {dec0:.2g})", obj.n_eval)
+        return Maximum(obj.full(x), float(q) + dec0, G, H, True,
+                       f"converged (one Newton step extrapolated, decrement {dec0:.2g})",
+                       obj.n_eval)
     if dec0 > Q_TOL:
         # first trust radius: the Newton step if -q is locally convex, else 1
         try:
@@ -224,65 +244,84 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
     else:
         x = x0
     q, G, H, is_exact = obj.get(x, exact=exact_hessian)[4]
-    return obj.full(x), float(q), G, H, success, message, obj.n_eval
+    return Maximum(obj.full(x), float(q), G, H, success, message, obj.n_eval)
 
 
-def _predict_start(z, H, fixed, free, dv):
-    """First-order path of the profiled parameters: dz_free = -H_ff^-1 H_fx dv."""
-    Hff = H[np.ix_(free, free)]
-    Hfx = H[np.ix_(free, fixed)]
+# Multi-start: besides the origin, the fit starts from the first maximum moved by these
+# multiples of each POI's standard error (one POI at a time).
+MULTISTART_SPREAD = (-2.0, 2.0)
+
+
+def fit_result(found, n_pois, success=None, message=None, n_evaluations=None):
+    """The :class:`FitResult` of a :class:`Maximum` (covariance = inverse of -Hessian)."""
+    H = found.hessian
     try:
-        if np.all(np.linalg.eigvalsh(-Hff) > 0):
-            out = z.copy()
-            out[fixed] += dv
-            out[free] -= np.linalg.solve(Hff, Hfx @ dv)
-            return out
+        cov = np.linalg.inv(-H)
     except np.linalg.LinAlgError:
-        pass
-    out = z.copy()
-    out[fixed] += dv
-    return out
+        cov = np.full_like(H, np.nan)
+    z = found.z
+    return FitResult(z[:n_pois].copy(), z[n_pois:].copy(), found.q,
+                     found.success if success is None else bool(success),
+                     found.message if message is None else message,
+                     found.n_evaluations if n_evaluations is None else int(n_evaluations),
+                     H, cov)
 
 
-def scan_task(lik, data, fixed, values, z_start, parallel, H_start=None):
-    """Profile at each row of ``values`` (for the parameters ``fixed``).
+def _poi_errors(H, n_pois):
+    try:
+        var = np.diag(np.linalg.inv(-H))[:n_pois]
+    except np.linalg.LinAlgError:
+        var = np.full(n_pois, np.nan)
+    return np.where(np.isfinite(var) & (var > 0), np.sqrt(np.abs(var)), 1.0)
 
-    Every point starts from the previous solution moved along the first-order path of
-    the profiled parameters (implicit function theorem with the previous Hessian), and
-    reuses that Hessian.  Returns (q (m,), z (m, n_par), success (m,)).
+
+def global_maximum(lik, data, parallel=True, starts=(), spread=MULTISTART_SPREAD):
+    """Multi-start maximum of q over all parameters: a :class:`Maximum` with the exact
+    Hessian, ``n_evaluations`` summed over all starts.
+
+    Starts: z = 0; every row of ``starts`` (full z vectors); the first maximum moved by
+    ``spread`` standard errors along each POI in turn.  The best converged maximum
+    wins (a better one that did not converge is reported with success False).
     """
-    fixed = np.asarray(fixed, dtype=np.int64)
-    free = np.ones(lik.n_par, dtype=bool)
-    free[fixed] = False
-    m = values.shape[0]
-    qs = np.empty(m)
-    zs = np.empty((m, lik.n_par))
-    ok = np.zeros(m, dtype=bool)
-    z = np.array(z_start, dtype=np.float64)
-    H = H_start
-    prev = None                  # (v, z) of the point before the last, for 1-d scans
-    for k in range(m):
-        dv = values[k] - z[fixed]
-        start = _predict_start(z, H, fixed, free, dv) if H is not None else z.copy()
-        if prev is not None and fixed.shape[0] == 1:
-            # second order: the quadratic through the previous two solutions with the
-            # predicted slope at the last one
-            v1, v2 = z[fixed[0]], prev[0]
-            h = v2 - v1
-            if h != 0.0 and abs(dv[0]) <= 4.0 * abs(h):
-                slope = (start - z) / dv[0]
-                curv = (prev[1] - z - slope * h) / (h * h)
-                start = start + curv * dv[0] ** 2
-        start[fixed] = values[k]
-        try:
-            zk, q, _, H, s, _, _ = maximize(lik, data, start, free, parallel, H_init=H,
-                                            extrapolate=SCAN_EXTRAPOLATE)
+    n_par, P = lik.n_par, lik.n_pois
+    free = np.ones(n_par, dtype=bool)
+    best = maximize(lik, data, np.zeros(n_par), free, parallel)
+    n_eval = best.n_evaluations
+    candidates = [np.asarray(s, dtype=np.float64) for s in starts]
+    sig = _poi_errors(best.hessian, P)
+    first_hessian = best.hessian
+    for a in range(P):
+        for s in spread:
+            z0 = best.z.copy()
+            z0[a] += s * sig[a]
+            candidates.append(z0)
+    for z0 in candidates:
+        try:             # the first maximum's Hessian steers (saves an exact Hessian pass)
+            found = maximize(lik, data, z0, free, parallel, H_init=first_hessian)
         except RateError:
-            # the extrapolated start is not valid here: retry from the scan's start point
-            start = np.array(z_start, dtype=np.float64)
-            start[fixed] = values[k]
-            zk, q, _, H, s, _, _ = maximize(lik, data, start, free, parallel)
-        qs[k], zs[k], ok[k] = q, zk, s
-        prev = (z[fixed[0]], z.copy()) if fixed.shape[0] == 1 and k > 0 else None
-        z = zk
-    return qs, zs, ok
+            continue                      # an invalid start (rate <= 0 there): skip it
+        n_eval += found.n_evaluations
+        if found.q > best.q + BETTER_TOL or (found.q > best.q - BETTER_TOL and found.success
+                                             and not best.success):
+            best = found
+    final = maximize(lik, data, best.z, free, parallel, exact_hessian=True)
+    n_eval += final.n_evaluations
+    return final._replace(n_evaluations=n_eval)
+
+
+def refit_from(lik, data, z_better, q_better, previous, parallel=True):
+    """A better point than the reported maximum is known: maximise again from there.
+
+    Returns the new :class:`Maximum`; its ``success`` is False (with a message naming
+    the point) when that fit does not converge.
+    """
+    free = np.ones(lik.n_par, dtype=bool)
+    found = maximize(lik, data, z_better, free, parallel, exact_hessian=True)
+    n_eval = found.n_evaluations + previous.n_evaluations
+    if found.q < q_better - BETTER_TOL or not found.success:
+        msg = (f"a better point than the reported maximum (q = {previous.q:.10g}) is known at "
+               f"{lik.describe(z_better)} with q = {q_better:.10g}, but the fit from there did "
+               f"not converge: {found.message}")
+        return found._replace(success=False, message=msg, n_evaluations=n_eval)
+    return found._replace(n_evaluations=n_eval,
+                          message=f"{found.message} (refitted from a better point found later)")

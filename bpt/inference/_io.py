@@ -28,8 +28,9 @@ import numpy as np
 
 from .._io import (decode_value, encode_value, load as _load_estimator, read_container,
                    save_estimator, write_container)
+from ._layout import Nuisance, Process
 
-__all__ = ["MODEL_KIND", "save_model", "load_model"]
+__all__ = ["MODEL_KIND", "save_model", "read_model"]
 
 MODEL_KIND = "bpt.model"
 _SKOPS_HINT = "pip install bpt[skops]"
@@ -158,31 +159,9 @@ def _trusted_names(trusted):
     return out
 
 
-def load_model(source, trusted=False):
-    """Load an :class:`AdditiveModel` saved with ``model.save(path)``.
-
-    Parameters
-    ----------
-    source : path or binary file object
-    trusted : False, True or list of str
-        Which types of the fraction classifier may be built.  False (default): only
-        types that ``skops.io`` trusts by default (e.g. LogisticRegression); a file
-        whose classifier contains other types is refused with a ValueError naming them.
-        A list of fully qualified type names (or types): trust those in addition.
-        True: trust everything in the file, including a classifier stored as a pickle
-        (``save(path, allow_pickle=True)``), which runs code from the file: only for
-        files you trust.
-
-    Raises
-    ------
-    ValueError
-        A damaged, modified, foreign or unsupported file; a model that does not fit
-        together; a classifier with untrusted types (or stored as a pickle) without the
-        matching ``trusted``.
-    ImportError
-        The classifier is stored with skops.io, which is not installed
-        (``pip install bpt[skops]``).
-    """
+def read_model(source, trusted=False):
+    """The constructor arguments of a saved AdditiveModel (a dict); see
+    :func:`bpt.inference.load_model` for ``trusted`` and the errors."""
     trusted = _check_trusted(trusted)
     meta, arrays = read_container(source)
     if meta["kind"] != MODEL_KIND:
@@ -238,7 +217,6 @@ def _model_v1(meta, arrays, trusted):
 
 
 def _build_v1(meta, arrays, trusted):
-    from ._model import AdditiveModel, Nuisance, Process
     used = set()
     n_est = meta["n_estimators"]
     if type(n_est) is not int or not 0 <= n_est <= len(arrays):
@@ -313,12 +291,13 @@ def _build_v1(meta, arrays, trusted):
     if len(referenced) != n_est:
         raise ValueError(f"estimators {sorted(set(range(n_est)) - referenced)} are not part of "
                          "the model")
-    model = AdditiveModel(processes, pois, nuisances, fractions=fractions, luminosity=luminosity)
+    n_features = processes[0].X.shape[1] if processes else None
     for j, est in enumerate(estimators):
-        if est.n_features_in_ != model.n_features_in_:
+        if n_features is not None and est.n_features_in_ != n_features:
             raise ValueError(f"estimator {j} has {est.n_features_in_} features, the simulation "
-                             f"{model.n_features_in_}")
-    return model
+                             f"{n_features}")
+    return {"processes": processes, "pois": pois, "nuisances": nuisances,
+            "fractions": fractions, "luminosity": luminosity}
 
 
 def _number(v, what):

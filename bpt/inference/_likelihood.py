@@ -10,91 +10,20 @@ import numpy as np
 
 from ._kernels import accumulate
 
-__all__ = ["Layout", "Likelihood", "RateError"]
+__all__ = ["Likelihood", "RateError"]
 
 
 class RateError(ValueError):
-    """Raised when an event's predicted rate is <= 0 (or not finite) at a requested point."""
-
-
-class Layout:
-    """Columns of the per-event coefficient array.
-
-    Process p owns R columns ``[rs[p], re[p])``, merged systematics columns
-    ``[ss[p], se[p])`` and the fraction column ``fc[p]`` (-1 with one process).
-    Column c is the monomial z[ta[c]] (tb[c] = -1) or z[ta[c]] z[tb[c]].
-    """
-
-    def __init__(self, rs, re, ss, se, fc, ta, tb, lognorm):
-        self.rs = np.asarray(rs, dtype=np.int64)
-        self.re = np.asarray(re, dtype=np.int64)
-        self.ss = np.asarray(ss, dtype=np.int64)
-        self.se = np.asarray(se, dtype=np.int64)
-        self.fc = np.asarray(fc, dtype=np.int64)
-        self.ta = np.asarray(ta, dtype=np.int64)
-        self.tb = np.asarray(tb, dtype=np.int64)
-        self.lognorm = np.ascontiguousarray(lognorm, dtype=np.float64)   # (n_proc, n_par)
-        ta_, tb_ = self.ta, self.tb
-        quad = tb_ >= 0
-        self.quad = quad
-        self.square = quad & (ta_ == tb_)
-        self.cross = quad & (ta_ != tb_)
-        self.ja = ta_.copy()
-        self.jb = np.where(self.cross, tb_, -1).astype(np.int64)
-        self.ha = np.where(quad, ta_, -1).astype(np.int64)
-        self.hb = np.where(quad, tb_, -1).astype(np.int64)
-        self.hv = np.where(self.square, 2.0, np.where(self.cross, 1.0, 0.0))
-        # columns that hold polynomial coefficients (not fractions)
-        active = np.zeros(self.ta.shape[0], dtype=bool)
-        for p in range(self.rs.shape[0]):
-            active[self.rs[p]:self.se[p]] = True
-        self.active = active
-        self.ha = np.where(active, self.ha, -1).astype(np.int64)
-
-    @property
-    def n_columns(self):
-        return self.ta.shape[0]
-
-    @property
-    def blocks(self):
-        return (self.rs, self.re, self.ss, self.se, self.fc)
-
-    def columns_at(self, z):
-        """Monomial values (C,) and transposed Jacobian JT (n_par, C) at z."""
-        ta = np.maximum(self.ta, 0)
-        tb = np.where(self.quad, self.tb, 0)
-        za, zb = z[ta], z[tb]
-        mv = np.where(self.quad, za * zb, za)
-        ga = np.where(self.square, 2.0 * za, np.where(self.cross, zb, 1.0))
-        gb = np.where(self.cross, za, 0.0)
-        n_par = self.lognorm.shape[1]
-        JT = np.zeros((n_par, self.n_columns))
-        cols = np.arange(self.n_columns)
-        m = self.active
-        np.add.at(JT, (self.ja[m], cols[m]), ga[m])
-        mc = m & self.cross
-        np.add.at(JT, (self.jb[mc], cols[mc]), gb[mc])
-        return np.ascontiguousarray(np.where(m, mv, 0.0)), JT
-
-    @property
-    def Hm(self):
-        return (self.ha, self.hb, self.hv)
-
-    def sub(self, p):
-        """The layout of process p's simulation block: its R then S columns, no fraction."""
-        lo, hi = int(self.rs[p]), int(self.se[p])
-        nR = int(self.re[p] - self.rs[p])
-        lay = Layout([0], [nR], [nR], [hi - lo], [-1], self.ta[lo:hi], self.tb[lo:hi],
-                     self.lognorm[p:p + 1])
-        return lay, lo, hi
+    """Raised when an event's predicted rate is <= 0 (or not finite) at a requested point,
+    or when q or its derivatives overflow there."""
 
 
 class Likelihood:
-    """q_{theta,nu}(D) of MATH.md section 4 relative to z = 0, with exact derivatives.
+    """q_{theta,nu}(D) of docs/math.md (section 4) relative to z = 0, with exact derivatives.
 
     Parameters
     ----------
-    layout : Layout
+    layout : Layout (see ``_layout``)
     n_pois, gaussian : number of POIs; bool mask (K,) of unit-Gaussian-constrained nuisances
     sim : list over processes of (coef (N_p, C_p), weight (N_p,)) in the process's
         sub-layout (see ``Layout.sub``)
@@ -112,7 +41,7 @@ class Likelihood:
             lay, lo, hi = layout.sub(p)
             coef = np.ascontiguousarray(coef, dtype=np.float64)
             w = np.ascontiguousarray(w, dtype=np.float64)
-            if lay.ss[0] == lay.se[0] and coef.shape[0] > 1:
+            if lay.syst_start[0] == lay.syst_end[0] and coef.shape[0] > 1:
                 # no shape systematics: the yield is polynomial in theta, one weighted row
                 W = w.sum()
                 if W != 0.0:
@@ -130,6 +59,9 @@ class Likelihood:
         return f"theta={np.round(th, 6).tolist()}, nu={np.round(nu, 6).tolist()}"
 
     def rate_message(self, z, n_bad, first, n_events):
+        if n_bad < 0:
+            return (f"q or its derivatives are not finite (overflow) at {self.describe(z)}; "
+                    "parameter values or event weights of this magnitude are out of range")
         return (f"{n_bad} of {n_events} event(s) have a predicted rate <= 0 (or not finite) at "
                 f"{self.describe(z)} (first at event index {first}); the model's "
                 "dSigma(x|theta,nu)/dSigma(x|SM) must be positive for every event")
@@ -141,12 +73,12 @@ class Likelihood:
         val, G, H = 0.0, np.zeros(n), np.zeros((n, n))
         lay_full = self.layout
         mv, JT = lay_full.columns_at(z)
-        logc_all = lay_full.lognorm @ z
+        logc_all = lay_full.log_norm @ z
         for p, (lay, lo, hi, coef, w) in enumerate(self.sim):
             logc = np.array([logc_all[p]])
             v, g, h, _, _ = accumulate(coef, _EMPTY_I, w, False, order, self.n_pois, lay.blocks,
-                                       logc, lay.lognorm, np.ascontiguousarray(mv[lo:hi]),
-                                       np.ascontiguousarray(JT[:, lo:hi]), lay.Hm,
+                                       logc, lay.log_norm, np.ascontiguousarray(mv[lo:hi]),
+                                       np.ascontiguousarray(JT[:, lo:hi]), lay.hessian_map,
                                        parallel=parallel, hess_sample=hess_sample)
             val += v
             G += g
@@ -157,9 +89,10 @@ class Likelihood:
         coef, rows, weight = data[:3]
         lay = self.layout
         mv, JT = lay.columns_at(z)
-        logc = lay.lognorm @ z
+        logc = lay.log_norm @ z
         return accumulate(coef, rows, weight, True, order, self.n_pois, lay.blocks, logc,
-                          lay.lognorm, mv, JT, lay.Hm, parallel=parallel, hess_sample=hess_sample)
+                          lay.log_norm, mv, JT, lay.hessian_map, parallel=parallel,
+                          hess_sample=hess_sample)
 
     def evaluate(self, z, data, order=0, parallel=True, hess_sample=None):
         """(q, grad, hess, n_bad, first_bad); q is meaningless when n_bad > 0.
@@ -170,6 +103,10 @@ class Likelihood:
         is log C(nu|a)/C(0|a) = -nu^2/2 + a nu.
         """
         z = np.ascontiguousarray(z, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):    # overflow is reported below
+            return self._evaluate(z, data, order, parallel, hess_sample)
+
+    def _evaluate(self, z, data, order, parallel, hess_sample):
         v, G, H, n_bad, first = self.data_term(z, data, order, parallel, hess_sample)
         if n_bad:
             return np.nan, G, H, n_bad, first
@@ -186,10 +123,13 @@ class Likelihood:
         if order >= 2:
             idx = self.n_pois + np.flatnonzero(gm)
             H[idx, idx] -= 1.0
+        if not (np.isfinite(q) and (order < 1 or np.all(np.isfinite(G)))
+                and (order < 2 or np.all(np.isfinite(H)))):
+            return np.nan, G, H, -1, -1          # overflow: see rate_message
         return q, G, H, 0, -1
 
     def checked(self, z, data, order=0, parallel=True):
-        """As ``evaluate`` but raises RateError when an event's rate is <= 0."""
+        """As ``evaluate`` but raises RateError when an event's rate is <= 0 or q overflows."""
         q, G, H, n_bad, first = self.evaluate(z, data, order, parallel)
         if n_bad:
             n_events = data[1].shape[0] if data[1].shape[0] else data[0].shape[0]
@@ -200,10 +140,10 @@ class Likelihood:
         """Expected weight of every simulated event at z (process order)."""
         out = []
         mv, _ = self.layout.columns_at(z)
-        logc = self.layout.lognorm @ z
+        logc = self.layout.log_norm @ z
         for p, (coef, w) in enumerate(sim_coef_blocks):
             lay, lo, hi = self.layout.sub(p)
-            nR = int(lay.re[0])
+            nR = int(lay.ratio_end[0])
             m = mv[lo:hi]
             R = 1.0 + coef[:, :nR] @ m[:nR]
             g = logc[p] + coef[:, nR:] @ m[nR:]

@@ -1,4 +1,4 @@
-"""Pseudo-data (MATH.md section 4) and the toy-coverage task, plus joblib helpers.
+"""Pseudo-data (docs/math.md, section 4) and the toy-coverage task, plus joblib helpers.
 
 A toy at (theta, nu) draws N ~ Poisson(sum_i w_i(theta, nu)) events from the
 simulation with probabilities proportional to the expected weights w_i(theta, nu).
@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 import joblib
 import numpy as np
 
-from ._fit import maximize
+from ._dataset import Dataset
+from ._fit import BETTER_TOL, maximize
+from ._interval import ONE_SIGMA_CL, critical_value
 from ._likelihood import RateError
 
-__all__ = ["CoverageResult", "seed_sequences", "n_tasks", "run_tasks", "draw_toy",
-           "toys_task", "coverage_task", "check_expected"]
+__all__ = ["CoverageResult", "PseudoData", "seed_sequences", "n_tasks", "run_tasks", "draw_toy",
+           "toys_task", "coverage_task", "sampler_task", "toy_t", "check_expected"]
 
 
 @dataclass
@@ -115,26 +117,183 @@ def toys_task(w_exp, signed, nu_true, gaussian, seeds, parallel):
     return [draw_toy(w_exp, s, signed, nu_true, gaussian) for s in seeds]
 
 
-def coverage_task(lik, coef, w_exp, signed, fixed, values, z_true, seeds, parallel):
-    """For each toy: MLE from z = 0, profile at the true POIs, t = -2 (q_prof - q_max)."""
+def toy_t(lik, data, fixed, values, z_true, parallel):
+    """(t(theta_true), MLE z, success) of one pseudo-dataset.
+
+    The MLE starts from z = 0 and from the truth (the best wins); the profile at the
+    true POIs starts from the MLE (or the truth).  A profile above the MLE (t < 0 beyond
+    the optimiser's tolerance) proves the MLE was a local maximum: the MLE is recomputed
+    from the profiled point instead of clamping t.
+    """
     n_par = lik.n_par
     free_all = np.ones(n_par, dtype=bool)
     free_prof = free_all.copy()
     free_prof[fixed] = False
+    best = maximize(lik, data, np.zeros(n_par), free_all, parallel)
+    try:
+        other = maximize(lik, data, z_true, free_all, parallel)
+        if other.q > best.q + BETTER_TOL:
+            best = other
+    except RateError:
+        pass
+    start = best.z.copy()
+    start[fixed] = values
+    try:
+        prof = maximize(lik, data, start, free_prof, parallel)
+    except RateError:
+        prof = maximize(lik, data, z_true, free_prof, parallel)
+    ok = best.success and prof.success
+    if prof.q > best.q + BETTER_TOL:
+        best = maximize(lik, data, prof.z, free_all, parallel)
+        ok = ok and best.success
+    t = -2.0 * (prof.q - best.q)
+    if t < 0.0:
+        t = 0.0                           # within the optimiser's tolerance of 0
+    return t, best.z, ok
+
+
+def coverage_task(lik, coef, w_exp, signed, fixed, values, z_true, seeds, parallel):
+    """For each toy drawn from the simulation: :func:`toy_t`."""
     out_t = np.empty(len(seeds))
     out_theta = np.empty((len(seeds), lik.n_pois))
     ok = np.zeros(len(seeds), dtype=bool)
     for k, seed in enumerate(seeds):
         rows, weight, aux = draw_toy(w_exp, seed, signed, z_true[lik.n_pois:], lik.gaussian)
-        data = (coef, rows, weight, aux)
-        z_hat, q_max, _, _, s1, _, _ = maximize(lik, data, np.zeros(n_par), free_all, parallel)
-        start = z_hat.copy()
-        start[fixed] = values
-        try:
-            _, q, _, _, s2, _, _ = maximize(lik, data, start, free_prof, parallel)
-        except RateError:
-            _, q, _, _, s2, _, _ = maximize(lik, data, z_true, free_prof, parallel)
-        out_t[k] = max(-2.0 * (q - q_max), 0.0)
-        out_theta[k] = z_hat[:lik.n_pois]
-        ok[k] = s1 and s2
+        t, z_hat, ok[k] = toy_t(lik, (coef, rows, weight, aux), fixed, values, z_true, parallel)
+        out_t[k], out_theta[k] = t, z_hat[:lik.n_pois]
     return out_t, out_theta, ok
+
+
+def sampler_task(model, sampler, fixed, values, z_true, seeds, parallel):
+    """For each toy taken from ``sampler(rng)``: :func:`toy_t` (coefficients computed here)."""
+    lik = model.likelihood_
+    out_t = np.empty(len(seeds))
+    out_theta = np.empty((len(seeds), lik.n_pois))
+    ok = np.zeros(len(seeds), dtype=bool)
+    for k, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        drawn = sampler(rng)
+        X, weight = drawn if isinstance(drawn, tuple) else (drawn, None)
+        nu_true = z_true[lik.n_pois:]
+        aux = np.where(lik.gaussian, nu_true + rng.standard_normal(nu_true.shape[0]), 0.0)
+        data = model.prepare(X, weight, global_observables=aux).arrays()
+        t, z_hat, ok[k] = toy_t(lik, data, fixed, values, z_true, parallel)
+        out_t[k], out_theta[k] = t, z_hat[:lik.n_pois]
+    return out_t, out_theta, ok
+
+
+class PseudoData:
+    """The pseudo-data methods of :class:`AdditiveModel` (expected weights, Asimov data,
+    toys, coverage), kept apart so that the model's file stays readable."""
+
+    # ------------------------------------------------------------------ pseudo-data
+    def expected_weights(self, theta, nu):
+        """Expected weight of every simulated event (processes concatenated) at (theta, nu)."""
+        comp = self._compile()
+        z = self._point(theta, nu)
+        return np.concatenate(comp["lik"].expected_weights(z, comp["blocks"]))
+
+    def asimov(self, theta, nu, return_dataset=False):
+        """Asimov data at (theta, nu): (X, weight) = the simulated events of all processes
+        with their expected weights.  X is the model's read-only concatenated simulation,
+        so passing it back to q / fit / scan reuses its cached coefficients.
+
+        The constraint terms stay centred at 0, so the MLE of (X, weight) pulls the
+        nuisances towards 0.  ``return_dataset=True`` returns a :class:`Dataset` whose
+        global observables are ``nu`` as well (the fully Asimov dataset: its MLE is
+        (theta, nu)).
+        """
+        w = self.expected_weights(theta, nu)
+        X = self._compile()["X"]
+        if return_dataset:
+            return self.prepare(X, w, global_observables=self._point(theta, nu)[self.n_pois:])
+        return X, w
+
+    def toys(self, theta, nu, n_toys, random_state=None, n_jobs=None, negative_weights="raise"):
+        """Pseudo-datasets at (theta, nu) (docs/math.md, section 4): a list of :class:`Dataset`.
+
+        Every simulated event is drawn n_i ~ Poisson(w_i(theta, nu)) times (equivalently
+        N ~ Poisson(sigma) events drawn with probability proportional to the expected
+        weight).  A toy holds the drawn events with their multiplicities as ``weight``,
+        and its ``global_observables`` (the auxiliary measurements of the Gaussian
+        constraints) drawn from N(nu, 1).
+        Events with a negative expected weight make this impossible: by default a
+        ValueError; ``negative_weights="signed"`` draws them Poisson(|w|) times with
+        weight -1 per draw.
+        """
+        n_toys = _check_n_toys(n_toys)
+        comp = self._compile()
+        w_exp = self.expected_weights(theta, nu)
+        where = comp["lik"].describe(self._point(theta, nu))
+        check_expected(w_exp, negative_weights, where)
+        seeds = seed_sequences(random_state, n_toys)
+        chunks = np.array_split(np.arange(n_toys), n_tasks(n_jobs, n_toys))
+        z = self._point(theta, nu)
+        parts = run_tasks(toys_task, [[seeds[i] for i in c] for c in chunks], n_jobs, w_exp,
+                          negative_weights == "signed", z[self.n_pois:], comp["lik"].gaussian)
+        out = []
+        for part in parts:
+            for rows, weight, aux in part:
+                out.append(Dataset(self, comp["coef"], weight, rows, source_X=comp["X"],
+                                   global_observables=aux))
+        return out
+
+    def coverage(self, theta_true, nu_true, n_toys, cl=ONE_SIGMA_CL, poi=None,
+                 random_state=None, n_jobs=None, negative_weights="raise", data_sampler=None):
+        """Toy coverage of the Wilks region at ``cl`` (default one sigma, 0.6827).
+
+        For each toy: the MLE (the best of the starts z = 0 and the truth) and the
+        profile at the true value of the tested POIs (``poi``: default all POIs, the joint
+        region; an int / name: that POI's interval, the others profiled).  The region
+        covers when t(theta_true) < chi2.ppf(cl, n_tested); for one POI this is the
+        interval of :meth:`interval` containing theta_true.  A toy whose profile beats
+        its MLE (t < 0) gets its MLE recomputed from the profiled point (no clamping).
+
+        Toys: by default drawn from this model's own simulation at (theta_true, nu_true)
+        (so the coverage cannot see the uncertainty of the simulation and of the learned
+        pieces).  ``data_sampler``: a callable ``sampler(rng) -> X`` or ``(X, weight)``
+        taking each toy's events from an independent source (a separate simulation, a
+        generator with exact truth); ``rng`` is a numpy Generator seeded per toy.  The
+        Gaussian constraints' global observables are drawn from N(nu_true, 1) either way.
+        Returns a :class:`CoverageResult`.  Runs through joblib like :meth:`scan`.
+        """
+        n_toys = _check_n_toys(n_toys)
+        comp = self._compile()
+        lik = comp["lik"]
+        z_true = self._point(theta_true, nu_true)
+        fixed = self._fixed_pois(poi)
+        crit = critical_value(cl, fixed.shape[0])
+        seeds = seed_sequences(random_state, n_toys)
+        chunks = np.array_split(np.arange(n_toys), n_tasks(n_jobs, n_toys))
+        seed_chunks = [[seeds[i] for i in c] for c in chunks]
+        if data_sampler is not None:
+            if not callable(data_sampler):
+                raise ValueError(f"data_sampler must be callable (rng -> X or (X, weight)), "
+                                 f"got {type(data_sampler).__name__}")
+            parts = run_tasks(_sampler_chunk, seed_chunks, n_jobs, self, data_sampler, fixed,
+                              z_true[fixed], z_true)
+        else:
+            w_exp = self.expected_weights(theta_true, nu_true)
+            check_expected(w_exp, negative_weights, lik.describe(z_true))
+            parts = run_tasks(_coverage_chunk, seed_chunks, n_jobs, lik, comp["coef"], w_exp,
+                              negative_weights == "signed", fixed, z_true[fixed], z_true)
+        t = np.concatenate([p[0] for p in parts])
+        theta_hat = np.concatenate([p[1] for p in parts])
+        ok = np.concatenate([p[2] for p in parts])
+        frac = float(np.mean(t < crit))
+        err = float(np.sqrt(frac * (1 - frac) / n_toys))
+        return CoverageResult(frac, err, t, crit, float(cl), n_toys, theta_hat, ok)
+
+
+def _check_n_toys(n_toys):
+    if isinstance(n_toys, bool) or not isinstance(n_toys, numbers.Integral) or n_toys < 1:
+        raise ValueError(f"n_toys must be a positive integer, got {n_toys!r}")
+    return int(n_toys)
+
+
+def _coverage_chunk(lik, coef, w_exp, signed, fixed, values, z_true, seeds, parallel):
+    return coverage_task(lik, coef, w_exp, signed, fixed, values, z_true, seeds, parallel)
+
+
+def _sampler_chunk(model, sampler, fixed, values, z_true, seeds, parallel):
+    return sampler_task(model, sampler, fixed, values, z_true, seeds, parallel)
