@@ -20,6 +20,8 @@ bpt.inference
     Process, Nuisance): fits, profiles, scans, intervals, toys.
 bpt.datasets
     A built-in toy physics generator with exact truth (no downloads).
+bpt.toys
+    Small analytic toys with exact truth for accuracy studies (bench/bench_accuracy.py).
 bpt.plotting
     Learned vs true coefficients, loss curves, systematic ratios, scans, contours
     (needs matplotlib: ``pip install bpt[plot]``).

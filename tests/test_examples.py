@@ -142,12 +142,13 @@ def test_api_reference_signatures():
     import bpt.export
     import bpt.inference
     import bpt.plotting
+    import bpt.toys
 
     text = (EXAMPLES.parent / "docs" / "api.md").read_text(encoding="utf-8")
     missing = []
     with_methods = {"BoostedInformationTree", "BoostedParametricTree", "ToyPhysics",
                     "AdditiveModel"}
-    for mod in (bpt, bpt.datasets, bpt.plotting, bpt.inference, bpt.export):
+    for mod in (bpt, bpt.datasets, bpt.toys, bpt.plotting, bpt.inference, bpt.export):
         for name in mod.__all__:
             obj = getattr(mod, name)
             full = f"{mod.__name__}.{name}"
