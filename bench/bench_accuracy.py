@@ -87,6 +87,10 @@ GRID = [
     ("d4 l2=1 sub0.5 ES auto", dict(l2_regularization=1.0, subsample=0.5,
                                     early_stopping="auto", n_estimators=500,
                                     learning_rate=0.1)),
+    ("d2 l2=1 ES auto", dict(max_depth=2, l2_regularization=1.0, early_stopping="auto",
+                             n_estimators=500, learning_rate=0.1)),
+    ("d2 sub0.5 ES auto", dict(max_depth=2, subsample=0.5, early_stopping="auto",
+                               n_estimators=500, learning_rate=0.1)),
 ]
 QUICK_GRID = ["defaults", "d2 lr0.2 n200", "d4 ES", "d4 l2=1"]
 
@@ -373,6 +377,47 @@ def print_table(summaries):
             print(f"{'':18s} best: {s['best']} ({best:.3f}); defaults / best = "
                   f"{s['defaults_over_best']:.2f} (target <= 1.2){extra}")
         print()
+    print_matrix(summaries)
+
+
+def print_matrix(summaries):
+    """The same results as one markdown table: settings x toys (relative RMSE, and the
+    ratio to the toy's best grid point in brackets)."""
+    labels = []
+    for s in summaries:
+        for r in s["rows"]:
+            if "rel_rmse" in r and r["label"] not in labels:
+                labels.append(r["label"])
+    head = "| setting | " + " | ".join(s["name"] for s in summaries) + " |"
+    print(head)
+    print("|---" * (len(summaries) + 1) + "|")
+    for label in labels:
+        cells = []
+        for s in summaries:
+            r = next((r for r in s["rows"] if r["label"] == label and "rel_rmse" in r), None)
+            if r is None:
+                cells.append("")
+                continue
+            cell = f"{r['rel_rmse']:.3f} ({r['rel_rmse'] / s['best_rel_rmse']:.2f})"
+            cells.append(f"**{cell}**" if label == s["best"] else cell)
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    cells = [f"{s['peer']['label']}: {s['peer']['rel_rmse']:.3f} "
+             f"({s['peer']['rel_rmse'] / s['best_rel_rmse']:.2f})" if s["peer"] else ""
+             for s in summaries]
+    print("| peer | " + " | ".join(cells) + " |")
+
+
+def print_profile(profile):
+    print("| learned piece | t0 low | t0 high | t1 low | t1 high | width ratio t0, t1 |")
+    print("|---|---|---|---|---|---|")
+    for label, r in profile["learned"].items():
+        if "pois" not in r:
+            print(f"| {label} | failed: {r['error']} | | | | |")
+            continue
+        p0, p1 = r["pois"]
+        print(f"| {label} | {p0['low_offset']:+.3f} | {p0['high_offset']:+.3f} | "
+              f"{p1['low_offset']:+.3f} | {p1['high_offset']:+.3f} | "
+              f"{p0['width_ratio']:.3f}, {p1['width_ratio']:.3f} |")
 
 
 def main(argv=None):
@@ -386,7 +431,17 @@ def main(argv=None):
     ap.add_argument("--no-profile", action="store_true", help="skip the profiled fit")
     ap.add_argument("--yield", dest="yield_", type=float, default=1000.0,
                     help="expected events of the profiled fit")
+    ap.add_argument("--show", default=None, metavar="RESULTS_JSON",
+                    help="print the tables of a previous --out file and exit")
     args = ap.parse_args(argv)
+    if args.show:
+        with open(args.show, encoding="utf-8") as fh:
+            res = json.load(fh)
+        print_table(res["toys"])
+        if res.get("profile"):
+            print()
+            print_profile(res["profile"])
+        return res["toys"], res.get("profile")
 
     names = list(TOYS) if args.toys is None else [t.strip() for t in args.toys.split(",")]
     bad = [t for t in names if t not in TOYS]
@@ -421,6 +476,9 @@ def main(argv=None):
               f"shift_*), Asimov at theta = (0.2, -0.2), nu = 0, yield {args.yield_:g}")
         profile = profile_study(keep["shift_independent"], keep["bit_quadratic"], args.yield_,
                                 5_000 if args.quick else 50_000)
+    if profile is not None:
+        print()
+        print_profile(profile)
     total = time.perf_counter() - t0
     print(f"\ntotal {total:.0f} s")
     if args.out:
