@@ -242,7 +242,7 @@ def run_toy(name, toy, grid, n_jobs, quick, peers=True):
                     fit_bpt_estimator(est, toy)
                 else:
                     est.fit(toy.X, toy.y)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:      # e.g. a value the estimator refuses
             print(f"  {label:28s} skipped: {exc}", flush=True)
             rows.append(dict(label=label, params=params, skipped=str(exc)))
             continue
