@@ -25,6 +25,8 @@ bpt.diagnostics
     learned Fisher information.
 bpt.datasets
     A built-in toy physics generator with exact truth (no downloads).
+bpt.toys
+    Small analytic toys with exact truth for accuracy studies (bench/bench_accuracy.py).
 bpt.plotting
     Learned vs true coefficients, loss curves, systematic ratios, scans, contours
     (needs matplotlib: ``pip install bpt[plot]``).
@@ -52,7 +54,7 @@ __all__ = ["BoostedInformationTree", "BoostedParametricTree", "IterationInfo",
            "coefficients_from_derivatives", "load", "make_terms", "__version__"]
 
 # public sub-modules, imported lazily on first attribute access (PEP 562)
-_SUBMODULES = ("datasets", "diagnostics", "export", "inference", "plotting")
+_SUBMODULES = ("datasets", "diagnostics", "export", "inference", "plotting", "toys")
 
 
 def __getattr__(name):

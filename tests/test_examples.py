@@ -143,12 +143,14 @@ def test_api_reference_signatures():
     import bpt.export
     import bpt.inference
     import bpt.plotting
+    import bpt.toys
 
     text = (EXAMPLES.parent / "docs" / "api.md").read_text(encoding="utf-8")
     missing = []
     with_methods = {"BoostedInformationTree", "BoostedParametricTree", "ToyPhysics",
                     "AdditiveModel"}
-    for mod in (bpt, bpt.datasets, bpt.diagnostics, bpt.plotting, bpt.inference, bpt.export):
+    for mod in (bpt, bpt.datasets, bpt.toys, bpt.diagnostics, bpt.plotting, bpt.inference,
+                bpt.export):
         for name in mod.__all__:
             obj = getattr(mod, name)
             full = f"{mod.__name__}.{name}"
