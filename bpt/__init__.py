@@ -27,6 +27,7 @@ bpt.export
     ONNX export of fitted estimators (``pip install bpt[onnx]``).
 """
 
+from ._engine import _runtime  # noqa: F401  (numba threading layer and cache: first)
 from ._bit import BoostedInformationTree
 from ._bpt import BoostedParametricTree
 from ._io import load
