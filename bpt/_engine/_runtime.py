@@ -112,7 +112,12 @@ def _user_chose_layer():
 
 def _select_layer():
     """Pick tbb, else workqueue, unless the user or an earlier import already decided."""
-    if _user_chose_layer() or _threads_launched():
+    if _threads_launched():
+        return
+    if _user_chose_layer():
+        if str(numba.config.THREADING_LAYER).lower() in ("tbb", "safe", "threadsafe",
+                                                          "forksafe", "default"):
+            _tbb_loadable()                     # only makes the tbb wheel findable
         return
     numba.config.THREADING_LAYER = "tbb" if _tbb_loadable() else "workqueue"
 
@@ -128,14 +133,22 @@ def threading_layer():
 _lock = threading.RLock()
 
 
-def _reset_lock_in_child():
+_forked_from_gnu_omp = False
+
+
+def _after_fork_in_child():
     # a fork taken while another thread held the lock must not leave the child locked
-    global _lock
+    global _lock, _forked_from_gnu_omp
     _lock = threading.RLock()
+    if _threads_launched() and sys.platform.startswith("linux"):
+        try:
+            _forked_from_gnu_omp = numba.threading_layer() == "omp"
+        except ValueError:
+            pass
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_lock_in_child)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _layer_is_thread_safe():
@@ -169,6 +182,14 @@ def numba_threads(n_jobs):
     also hold a process-wide lock, so that kernels from two Python threads never run at
     once (numba would abort the process)."""
     n = resolve_n_jobs(n_jobs)
+    if _forked_from_gnu_omp:
+        # numba would terminate this process at its first parallel kernel
+        raise RuntimeError(
+            "bpt: this process was forked from one that had run numba kernels on the GNU "
+            "OpenMP threading layer ('omp'), which cannot run in a forked child. Start "
+            "worker processes with 'spawn' or 'forkserver' (joblib's default 'loky' "
+            "backend does), or do not select NUMBA_THREADING_LAYER=omp (bpt's default, "
+            "tbb or workqueue, is fork-safe).")
     guard = nullcontext() if _layer_is_thread_safe() else _lock
     with guard:
         if n is None:
