@@ -226,6 +226,8 @@ def check_features(X, name="X", n_features=None, feature_names=None, dtype=np.fl
     """
     allowed = tuple(np.dtype(d) for d in (dtype if isinstance(dtype, (tuple, list))
                                            else (dtype,)))
+    if type(X).__name__ == "LazyFrame" and _module_of(X) == "polars":
+        raise ValueError(f"{name} is a polars LazyFrame; collect it first ({name}.collect())")
     kind = input_kind(X)
     if kind == "array" and hasattr(X, "columns") and feature_names is None:
         feature_names = [str(c) for c in X.columns]
@@ -261,8 +263,6 @@ def check_features(X, name="X", n_features=None, feature_names=None, dtype=np.fl
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"{name}: an awkward array must be records of flat fields "
                                  f"or a regular 2-d array: {exc}") from None
-        if type(X).__name__ == "LazyFrame" and _module_of(X) == "polars":
-            raise ValueError(f"{name} is a polars LazyFrame; collect it first ({name}.collect())")
         arr = X
     _refuse_complex(arr, name)
     src = np.asarray(arr) if not isinstance(arr, np.ndarray) else arr
