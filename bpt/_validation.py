@@ -7,8 +7,8 @@ from collections.abc import Mapping
 import numpy as np
 from sklearn.utils import check_random_state as _sk_check_random_state
 
-__all__ = ["check_features", "feature_names_of", "input_kind", "check_finite", "check_random_state", "check_sample_weight",
-           "check_point"]
+__all__ = ["check_features", "feature_names_of", "input_kind", "check_finite",
+           "check_random_state", "check_sample_weight", "check_point"]
 
 
 def check_random_state(seed, name="random_state"):

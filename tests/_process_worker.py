@@ -1,4 +1,5 @@
-"""Run by tests/test_processes.py in a fresh interpreter: ``python _process_worker.py MODEL[,MODEL...]``.
+"""Run by tests/test_processes.py in a fresh interpreter:
+``python _process_worker.py MODEL[,MODEL...]``.
 
 Fits a small BIT in this (parent) process, so that numba's threads are running, then
 runs the same fit and a prediction of the parent's model in children started by MODEL
