@@ -42,6 +42,7 @@ The mathematics: docs/math.md in the repository.
 
 import importlib as _importlib
 
+from ._engine import _runtime  # noqa: F401  (numba threading layer and cache: first)
 from ._base import IterationInfo
 from ._bit import BoostedInformationTree
 from ._bpt import BoostedParametricTree

@@ -9,7 +9,6 @@ import time
 from collections import namedtuple
 from contextlib import contextmanager
 
-import numba
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
@@ -17,8 +16,9 @@ from sklearn.utils.validation import check_is_fitted
 from ._engine._binning import BinMapper
 from ._engine._grower import TrainingData, TreeGrower
 from ._engine._predictor import TreeEnsemble
+from ._engine._runtime import numba_threads, resolve_n_jobs
 from ._state import StateMixin
-from ._validation import check_features, check_random_state
+from ._validation import check_features, check_random_state, feature_names_of
 from ._warnings import warn_user
 
 __all__ = ["BaseBoostedTrees", "IterationInfo", "numba_threads"]
@@ -92,29 +92,8 @@ def weight_scale(total):
     return float(2.0 ** -np.round(np.log2(total)))
 
 
-def _resolve_n_jobs(n_jobs):
-    max_threads = numba.config.NUMBA_NUM_THREADS
-    if n_jobs is None:
-        return None
-    if not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a non-zero integer or None, got {n_jobs!r}")
-    n = n_jobs if n_jobs > 0 else max_threads + 1 + n_jobs
-    return int(min(max(n, 1), max_threads))
-
-
-@contextmanager
-def numba_threads(n_jobs):
-    """Run the enclosed numba kernels on ``n_jobs`` threads, then restore the setting."""
-    n = _resolve_n_jobs(n_jobs)
-    if n is None:
-        yield
-        return
-    old = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old)
+# numba threads and the lock for non-thread-safe layers live in the runtime module
+_resolve_n_jobs = resolve_n_jobs
 
 
 def _check_int(value, name, low):
@@ -163,27 +142,30 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
                 or tol < 0):
             raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
 
+    # float32 features stay float32 (binned without a float64 copy); others -> float64
+    _X_DTYPES = (np.float64, np.float32)
+
     def _check_X_fit(self, X):
-        names = None
-        if hasattr(X, "columns"):
-            names = np.asarray([str(c) for c in X.columns], dtype=object)
-        Xa = check_features(X, "X", feature_names=names)
+        """X as a 2-d float array; feature names from DataFrame columns, dict keys,
+        structured-array or awkward record fields are stored in ``feature_names_in_``."""
+        names = feature_names_of(X)
+        Xa = check_features(X, "X", dtype=self._X_DTYPES)
         self.n_features_in_ = Xa.shape[1]
         if names is not None:
-            self.feature_names_in_ = names
+            self.feature_names_in_ = np.asarray(names, dtype=object)
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         return Xa
 
     def _check_X_predict(self, X):
+        """Named X must carry the fitted names: dict / record input is reordered by name,
+        a DataFrame must have them in the fitted order (as in scikit-learn); a plain array
+        is taken by position."""
         check_is_fitted(self, "ensemble_")
         names = getattr(self, "feature_names_in_", None)
-        if names is not None and hasattr(X, "columns"):
-            got = [str(c) for c in X.columns]
-            if got != list(names):
-                raise ValueError(f"X has feature names {got}, but the model was fitted with "
-                                 f"{list(names)}")
-        return check_features(X, "X", n_features=self.n_features_in_, feature_names=names)
+        return check_features(X, "X", n_features=self.n_features_in_,
+                              feature_names=None if names is None else list(names),
+                              dtype=self._X_DTYPES, fitted_names=names)
 
     # ---------------------------------------------------------------- engine
     def _training_data(self, X, Y, cls):

@@ -1,0 +1,252 @@
+"""Process-wide numba setup, imported first by ``bpt/__init__.py`` (private).
+
+Three things are settled here, once, before any bpt kernel is compiled or launched:
+
+Threading layer
+    numba runs ``parallel=True`` kernels on one of three layers (``tbb``, ``omp``,
+    ``workqueue``). GNU OpenMP (``omp``, numba's pick on Linux when TBB is absent) is not
+    fork-safe: a child forked after a fit (``multiprocessing`` / ``ProcessPoolExecutor``
+    on Linux, joblib's ``multiprocessing`` backend) is killed at its first parallel
+    kernel, and its threads spin while waiting, which is slow on shared cores. Unless the
+    user chose a layer (``NUMBA_THREADING_LAYER`` or ``numba.config.THREADING_LAYER``
+    set before ``import bpt``), or numba's threads were already launched, bpt selects
+    ``tbb`` when the ``tbb`` package loads (fork- and thread-safe, idle threads sleep),
+    else ``workqueue`` (fork-safe, idle threads sleep, not thread-safe).
+
+Thread safety
+    ``workqueue`` aborts the process when two threads run parallel kernels at once; on
+    that layer (or while the layer is not yet known) the estimators' kernels run under
+    one process-wide lock (:func:`numba_threads`), so fits and predictions from several
+    Python threads are safe but take turns.
+
+Caching
+    Kernels are compiled with ``cache=True``. When no cache location is writable (the
+    package directory, ``NUMBA_CACHE_DIR``, the user cache directory: read-only
+    installations, containers) numba refuses to define the kernel; bpt then compiles it
+    without an on-disk cache and warns once.
+
+See docs/performance.md ("Threads, processes and the numba threading layer").
+"""
+
+from __future__ import annotations
+
+import ctypes
+import numbers
+import os
+import sys
+import threading
+import warnings
+from contextlib import contextmanager, nullcontext
+
+import numba
+
+__all__ = ["numba_threads", "resolve_n_jobs", "threading_layer", "caching_enabled"]
+
+# layers that run parallel kernels from several threads at once
+_THREAD_SAFE_LAYERS = ("tbb", "omp", "safe", "threadsafe")
+
+_PACKAGE = __name__.split(".")[0]          # "bpt"
+
+
+# ------------------------------------------------------------------ threading layer
+def _tbb_library_paths():
+    """Where the ``tbb`` wheel puts its shared library: ``<prefix>/lib`` (Linux, macOS),
+    ``<prefix>/Library/bin`` (Windows). The dynamic loader does not search there in a
+    virtual environment, so numba reports TBB as missing although it is installed."""
+    names = {"linux": ["lib/libtbb.so.12"], "darwin": ["lib/libtbb.12.dylib"],
+             "win32": ["Library/bin/tbb12.dll", "Lib/tbb12.dll"]}
+    rel = next((v for k, v in names.items() if sys.platform.startswith(k)), [])
+    seen = []
+    for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix):
+        for r in rel:
+            path = os.path.join(prefix, *r.split("/"))
+            if path not in seen and os.path.isfile(path):
+                seen.append(path)
+    return seen
+
+
+def _tbb_loadable():
+    """True if numba's TBB layer can be loaded (preloading the ``tbb`` wheel's library
+    from the environment's prefix when the loader does not find it by itself)."""
+    try:
+        from numba.np.ufunc import parallel
+        check = parallel._check_tbb_version_compatible
+    except (ImportError, AttributeError):       # numba internals moved: leave numba's choice
+        return False
+
+    def attempt():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                check()
+                from numba.np.ufunc import tbbpool  # noqa: F401
+            return True
+        except (ImportError, OSError, ValueError):
+            return False
+
+    if attempt():
+        return True
+    mode = getattr(ctypes, "RTLD_GLOBAL", 0)
+    for path in _tbb_library_paths():
+        try:
+            ctypes.CDLL(path, mode=mode)
+        except OSError:
+            continue
+        if attempt():
+            return True
+    return False
+
+
+def _threads_launched():
+    try:
+        from numba.np.ufunc import parallel
+        return bool(parallel._is_initialized)
+    except (ImportError, AttributeError):
+        return True
+
+
+def _user_chose_layer():
+    return ("NUMBA_THREADING_LAYER" in os.environ
+            or str(numba.config.THREADING_LAYER).lower() != "default")
+
+
+def _select_layer():
+    """Pick tbb, else workqueue, unless the user or an earlier import already decided."""
+    if _threads_launched():
+        return
+    if _user_chose_layer():
+        if str(numba.config.THREADING_LAYER).lower() in ("tbb", "safe", "threadsafe",
+                                                          "forksafe", "default"):
+            _tbb_loadable()                     # only makes the tbb wheel findable
+        return
+    numba.config.THREADING_LAYER = "tbb" if _tbb_loadable() else "workqueue"
+
+
+def threading_layer():
+    """The numba threading layer in use (``'tbb'``, ``'omp'``, ``'workqueue'``); starts
+    numba's threads if no parallel kernel has run yet."""
+    numba.get_num_threads()                     # launches the threads (idempotent)
+    return numba.threading_layer()
+
+
+# ------------------------------------------------------------------ thread safety
+_lock = threading.RLock()
+
+
+_forked_from_gnu_omp = False
+
+
+def _after_fork_in_child():
+    # a fork taken while another thread held the lock must not leave the child locked
+    global _lock, _forked_from_gnu_omp
+    _lock = threading.RLock()
+    if _threads_launched() and sys.platform.startswith("linux"):
+        try:
+            _forked_from_gnu_omp = numba.threading_layer() == "omp"
+        except ValueError:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _layer_is_thread_safe():
+    if _threads_launched():
+        try:
+            return numba.threading_layer() in _THREAD_SAFE_LAYERS
+        except ValueError:
+            return False
+    return str(numba.config.THREADING_LAYER).lower() in _THREAD_SAFE_LAYERS
+
+
+def resolve_n_jobs(n_jobs):
+    """``n_jobs`` -> number of numba threads (None = numba's current setting).
+
+    Negative values count back from the number of numba threads (-1 = all); values
+    above it are clipped to it."""
+    if n_jobs is None:
+        return None
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a non-zero integer or None, got {n_jobs!r}")
+    max_threads = numba.config.NUMBA_NUM_THREADS
+    n = n_jobs if n_jobs > 0 else max_threads + 1 + n_jobs
+    return int(min(max(n, 1), max_threads))
+
+
+@contextmanager
+def numba_threads(n_jobs):
+    """Run the enclosed numba kernels on ``n_jobs`` threads, then restore the setting.
+
+    On a threading layer that is not thread-safe (``workqueue``) the enclosed kernels
+    also hold a process-wide lock, so that kernels from two Python threads never run at
+    once (numba would abort the process)."""
+    n = resolve_n_jobs(n_jobs)
+    if _forked_from_gnu_omp:
+        # numba would terminate this process at its first parallel kernel
+        raise RuntimeError(
+            "bpt: this process was forked from one that had run numba kernels on the GNU "
+            "OpenMP threading layer ('omp'), which cannot run in a forked child. Start "
+            "worker processes with 'spawn' or 'forkserver' (joblib's default 'loky' "
+            "backend does), or do not select NUMBA_THREADING_LAYER=omp (bpt's default, "
+            "tbb or workqueue, is fork-safe).")
+    guard = nullcontext() if _layer_is_thread_safe() else _lock
+    with guard:
+        if n is None:
+            yield
+            return
+        old = numba.get_num_threads()           # thread-local in numba
+        numba.set_num_threads(n)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(old)
+
+
+# ------------------------------------------------------------------ caching
+_cache_state = {"warned": False, "disabled": 0}
+
+
+def caching_enabled():
+    """False if at least one bpt kernel could not get an on-disk numba cache."""
+    return _cache_state["disabled"] == 0
+
+
+def _is_ours(py_func):
+    mod = getattr(py_func, "__module__", "") or ""
+    return mod == _PACKAGE or mod.startswith(_PACKAGE + ".")
+
+
+def _install_cache_fallback():
+    """Let ``@njit(cache=True)`` on bpt's kernels fall back to no caching (one warning)
+    instead of raising "cannot cache function ...: no locator available"."""
+    try:
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:                          # pragma: no cover - numba layout changed
+        return
+    original = Dispatcher.enable_caching
+    if getattr(original, "_bpt_fallback", False):
+        return
+
+    def enable_caching(self):
+        try:
+            original(self)
+        except RuntimeError as exc:
+            if not _is_ours(self.py_func) or "no locator" not in str(exc):
+                raise
+            _cache_state["disabled"] += 1
+            if not _cache_state["warned"]:
+                _cache_state["warned"] = True
+                warnings.warn(
+                    "bpt: no writable numba cache location (the package directory, "
+                    "NUMBA_CACHE_DIR, the user cache directory); the compiled kernels are "
+                    "not cached and are compiled again in every new process. Set "
+                    "NUMBA_CACHE_DIR to a writable directory to cache them.",
+                    RuntimeWarning, stacklevel=2)
+
+    enable_caching._bpt_fallback = True
+    Dispatcher.enable_caching = enable_caching
+
+
+_select_layer()
+_install_cache_fallback()

@@ -1,0 +1,136 @@
+"""Process-model safety (issue 11): fits and predictions after a fit in the parent
+under fork, spawn, forkserver, joblib loky / multiprocessing and 4 threads at once, on
+bpt's default threading layer and on numba's workqueue layer (not thread-safe: bpt
+takes a lock); ``import bpt`` and a fit without any writable numba cache location.
+
+Each case runs in a fresh interpreter with a timeout, so that a crash or a hang fails
+the test instead of killing or blocking the suite. The children must return exactly
+the parent's numbers (tests/_process_worker.py).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="fork / forkserver process models: Linux")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TIMEOUT = 120       # generous for a loaded 2-core machine; a hang fails instead of blocking
+
+
+def _run(args, env=None, cwd=HERE):
+    full_env = dict(os.environ)
+    full_env.pop("NUMBA_THREADING_LAYER", None)
+    full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.update(env or {})
+    try:
+        res = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                             env=full_env, cwd=cwd, timeout=TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{args} hung for more than {TIMEOUT} s")
+    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
+    return res
+
+
+def test_default_layer_forked_children_and_threads():
+    """fork (ProcessPoolExecutor's default on Linux), joblib's multiprocessing backend
+    (it hung with GNU OpenMP), 4 threads at once (the default layer is thread-safe or
+    locked)."""
+    res = _run([os.path.join(HERE, "_process_worker.py"), "fork,multiprocessing,threads"])
+    assert res.stdout.split()[-1] in ("tbb", "workqueue"), res.stdout   # never GNU OpenMP
+
+
+def test_default_layer_fresh_interpreters():
+    """spawn, forkserver and joblib's loky backend (fresh interpreters in the children)."""
+    res = _run([os.path.join(HERE, "_process_worker.py"), "spawn,forkserver,loky"])
+    assert res.stdout.split()[-1] in ("tbb", "workqueue"), res.stdout
+
+
+def test_workqueue_layer():
+    """workqueue is numba's fallback without TBB: fork-safe, and not thread-safe (4
+    threads at once abort the process unless bpt serialises their kernels)."""
+    res = _run([os.path.join(HERE, "_process_worker.py"), "fork,threads"],
+               env={"NUMBA_THREADING_LAYER": "workqueue"})
+    assert res.stdout.split()[-1] == "workqueue"
+
+
+def test_user_choice_of_omp_is_respected_and_fork_gives_a_clear_error():
+    code = textwrap.dedent("""
+        import multiprocessing as mp, sys
+        sys.path.insert(0, %r)
+        import numba
+        try:
+            import numba.np.ufunc.omppool
+        except ImportError:
+            print("SKIP"); sys.exit(0)
+        from _process_worker import fit, make_data
+        model = fit(0)
+        assert numba.threading_layer() == "omp"
+
+        def child(q):
+            try:
+                model.predict(make_data(1)[0])
+                q.put("no error")
+            except RuntimeError as exc:
+                q.put(str(exc))
+
+        q = mp.get_context("fork").Queue()
+        p = mp.get_context("fork").Process(target=child, args=(q,))
+        p.start(); msg = q.get(timeout=60); p.join()
+        assert "forked" in msg and "spawn" in msg, msg
+        print("OK")
+    """) % HERE
+    res = _run(["-c", code], env={"NUMBA_THREADING_LAYER": "omp"})
+    if res.stdout.strip().endswith("SKIP"):
+        pytest.skip("numba's OpenMP threading layer is not available")
+    assert res.stdout.strip().endswith("OK")
+
+
+def test_no_writable_cache_location(tmp_path):
+    """Package directory, NUMBA_CACHE_DIR and the user cache directory all unusable (as on
+    a read-only CVMFS installation): import and fit work, with one warning.
+
+    Paths below a regular file stand for read-only directories (this also holds when the
+    tests run as root, who may write into read-only directories)."""
+    pkg = tmp_path / "site"
+    shutil.copytree(os.path.join(ROOT, "bpt"), pkg / "bpt",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for dirpath, _, files in os.walk(pkg / "bpt"):
+        if any(f.endswith(".py") for f in files):
+            (open(os.path.join(dirpath, "__pycache__"), "w")).close()
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, so nothing can be created below it")
+    code = textwrap.dedent("""
+        import warnings
+        import numpy as np
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            import bpt, bpt.inference
+            from bpt._engine._runtime import caching_enabled
+            assert bpt.__file__.startswith(%r), bpt.__file__
+            rng = np.random.default_rng(0)
+            X = rng.uniform(-1, 1, (500, 2)); w = rng.uniform(0.5, 1.5, 500)
+            est = bpt.BoostedInformationTree(n_parameters=1, order=1, n_estimators=2,
+                                             max_depth=2, max_bins=8)
+            pred = est.fit(X, np.column_stack([w, w * X[:, 0]])).predict(X)
+            assert np.all(np.isfinite(pred))
+        msgs = [str(r.message) for r in rec if "numba cache" in str(r.message)]
+        assert len(msgs) == 1, msgs
+        assert not caching_enabled()
+        print("OK")
+    """) % str(pkg)
+    env = {"PYTHONPATH": str(pkg), "NUMBA_CACHE_DIR": str(blocker / "numba"),
+           "HOME": str(blocker / "home"), "XDG_CACHE_HOME": str(blocker / "cache"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    full = dict(os.environ, **env)
+    full.pop("NUMBA_THREADING_LAYER", None)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=full, cwd=str(tmp_path), timeout=TIMEOUT * 2, check=False)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert res.stdout.strip().endswith("OK")
