@@ -37,6 +37,8 @@ import math
 import numba
 import numpy as np
 
+from .._engine._runtime import numba_threads
+
 __all__ = ["CHUNK", "accumulate"]
 
 CHUNK = 2048
@@ -217,7 +219,9 @@ def accumulate(coef, rows, weight, log_mode, order, n_pois, blocks, logc, dlogc,
     if parallel and n_chunks >= MIN_PARALLEL_CHUNKS:
         # hand out 4 chunks at a time instead of one static block per thread: robust to
         # threads that run slower (shared machines)
-        with numba.parallel_chunksize(4):
+        # numba_threads(None): takes the process-wide lock when the threading layer is not
+        # thread-safe (workqueue), so fits from several threads cannot abort the process
+        with numba_threads(None), numba.parallel_chunksize(4):
             _run_parallel(*args)
     else:
         _run_serial(*args)
