@@ -56,6 +56,27 @@ def numba_threads(n_jobs):
         numba.set_num_threads(old)
 
 
+class _TreeDraws:
+    """Per tree: the training rows (a ``subsample`` share of each class, sorted; None =
+    all rows) and the seed of the per-node feature draws, from ``seed``."""
+
+    def __init__(self, cls, subsample, seed):
+        self.rng = np.random.default_rng([seed, 1])
+        self.subsample = float(subsample)
+        if self.subsample < 1.0:
+            order = np.argsort(cls, kind="stable")
+            counts = np.bincount(cls)
+            self.groups = np.split(order, np.cumsum(counts)[:-1])
+
+    def next(self):
+        seed = int(self.rng.integers(0, 2 ** 63 - 1))
+        if self.subsample >= 1.0:
+            return None, seed
+        parts = [self.rng.choice(g, max(1, int(round(self.subsample * g.shape[0]))),
+                                 replace=False) for g in self.groups if g.shape[0]]
+        return np.sort(np.concatenate(parts)).astype(np.int64), seed
+
+
 def _check_int(value, name, low):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -73,7 +94,21 @@ class BaseBoostedTrees(BaseEstimator):
         if (isinstance(mwl, bool) or not isinstance(mwl, numbers.Real) or not np.isfinite(mwl)
                 or mwl < 0):
             raise ValueError(f"min_weight_leaf must be a finite number >= 0, got {mwl!r}")
-        _check_int(self.max_depth, "max_depth", 0)
+        mln = self.max_leaf_nodes
+        if mln is not None:
+            _check_int(mln, "max_leaf_nodes", 2)
+            if self.split == "exact":
+                raise ValueError("max_leaf_nodes (best-first growth) needs split='hist'")
+        if self.max_depth is not None or mln is None:
+            _check_int(self.max_depth, "max_depth", 0)
+        l2 = self.l2_regularization
+        if (isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not np.isfinite(l2)
+                or l2 < 0):
+            raise ValueError(f"l2_regularization must be a finite number >= 0, got {l2!r}")
+        for name in ("subsample", "max_features"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, numbers.Real) and 0 < v <= 1):
+                raise ValueError(f"{name} must be a fraction in (0, 1], got {v!r}")
         _check_int(self.min_samples_leaf, "min_samples_leaf", 1)
         _check_int(self.max_bins, "max_bins", 2)
         if self.max_bins > 255:
@@ -95,7 +130,7 @@ class BaseBoostedTrees(BaseEstimator):
         names = None
         if hasattr(X, "columns"):
             names = np.asarray([str(c) for c in X.columns], dtype=object)
-        Xa = check_features(X, "X", feature_names=names)
+        Xa = check_features(X, "X", feature_names=names, allow_nan=True, keep_float32=True)
         self.n_features_in_ = Xa.shape[1]
         if names is not None:
             self.feature_names_in_ = names
@@ -111,14 +146,19 @@ class BaseBoostedTrees(BaseEstimator):
             if got != list(names):
                 raise ValueError(f"X has feature names {got}, but the model was fitted with "
                                  f"{list(names)}")
-        return check_features(X, "X", n_features=self.n_features_in_, feature_names=names)
+        return check_features(X, "X", n_features=self.n_features_in_, feature_names=names,
+                              allow_nan=True, keep_float32=True)
 
     # ---------------------------------------------------------------- engine
     def _training_data(self, X, Y, cls):
         if self.split == "hist":
             mapper = BinMapper(self.max_bins, random_state=self._rng_seed)
             Xb = mapper.fit_transform(X)
-            return TrainingData(X, Xb, mapper.edges_, mapper.n_bins_, Y, cls)
+            return TrainingData(X, Xb, mapper.edges_, mapper.n_bins_, Y, cls,
+                                mapper.missing_code_)
+        if np.isnan(X).any():
+            raise ValueError("X contains NaN (missing values): split='exact' does not "
+                             "handle them; use split='hist'")
         return TrainingData(X, None, None, None, Y, cls)
 
     def _learning_rate(self, b):
@@ -140,8 +180,14 @@ class BaseBoostedTrees(BaseEstimator):
         # weights are normalised to a total of 1: a child holding less than WEIGHT_FLOOR of
         # it is round-off of cancelling weights, not a yield, and is never allowed
         min_weight = max(getattr(self, "min_weight_leaf", 0.0) * weight_scale, WEIGHT_FLOOR)
+        # L2 penalty relative to the total training weight (docs/concepts.md,
+        # "Regularisation"): invariant to an overall weight scale
+        loss.lam = float(self.l2_regularization) * float(np.abs(data.Y[:, 0]).sum())
+        n_features = data.X.shape[1]
         grower = TreeGrower(data, loss, self.max_depth, self.min_samples_leaf, min_weight,
-                            self.split)
+                            self.split, max_leaf_nodes=self.max_leaf_nodes,
+                            max_features=max(1, int(self.max_features * n_features)))
+        draws = _TreeDraws(data.cls, self.subsample, self._rng_seed)
         ens = TreeEnsemble(loss.n_terms)
         loss.start(data)
         train_loss, val_loss = [], []
@@ -149,9 +195,9 @@ class BaseBoostedTrees(BaseEstimator):
         t_start = time.perf_counter()
         for b in range(self.n_estimators):
             eta = self._learning_rate(b)
-            rows = np.arange(n, dtype=np.int64)
-            tree = grower.grow(rows)
-            loss.update(data, rows, tree, eta)
+            rows, seed = draws.next()
+            tree = grower.grow(rows, seed)
+            loss.update(data, tree, eta)
             train_loss.append(loss.end_tree(data, tree, eta))
             ens.add(tree, eta)
             if validation is not None:
@@ -172,7 +218,7 @@ class BaseBoostedTrees(BaseEstimator):
             del self.validation_loss_
         self.n_iter_ = ens.n_trees
         self.fit_time_ = time.perf_counter() - t_start
-        if self.max_depth > 0 and not np.any(self.ensemble_.arrays["feature"] >= 0):
+        if self.max_depth != 0 and not np.any(self.ensemble_.arrays["feature"] >= 0):
             warnings.warn(
                 f"{type(self).__name__}: no valid split was found in any tree (constant "
                 "features, or too few events / too little weight for min_samples_leaf and "

@@ -31,7 +31,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         determine every term (M = sum_theta m(theta) m(theta)^T positive definite).
     n_estimators : int, default=100
     learning_rate : float in (0, 1], default=0.2
-    max_depth : int, default=4
+    max_depth : int or None, default=4
         Depth of each tree in scikit-learn's sense (1 = one split, two leaves).
     min_samples_leaf : int, default=50
         Minimum number of events in each child of a split.
@@ -52,6 +52,22 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     n_iter_no_change : int, optional
         Stop when the validation (else training) loss has not improved for this
         many trees.
+
+    l2_regularization : float >= 0, default=0.0
+        L2 penalty on the leaf values, derived from the loss and used in the leaf
+        values and the split gain (docs/concepts.md, "Regularisation"); in units of
+        the total absolute training weight, so that an overall weight scale does not
+        change the model.  Small nodes are shrunk more.
+    subsample : float in (0, 1], default=1.0
+        Share of the training events (of each sample) drawn without replacement,
+        from ``random_state``, to grow each tree (stochastic boosting); the boosting
+        update is applied to all events.
+    max_features : float in (0, 1], default=1.0
+        Share of the features, ``max(1, int(max_features * n_features))``, drawn
+        at random (from ``random_state``) at every node as split candidates.
+    max_leaf_nodes : int >= 2, optional
+        Grow best first (largest gain first) up to this many leaves; ``max_depth``
+        may then be None (no depth limit).  Needs ``split="hist"``.
 
     Attributes
     ----------
@@ -79,7 +95,9 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     def __init__(self, n_parameters=1, order=2, terms=None, base_points=None, n_estimators=100,
                  learning_rate=0.2, max_depth=4, min_samples_leaf=50, min_weight_leaf=0.0,
                  split="hist", max_bins=255, n_jobs=None, random_state=None, verbose=0,
-                 validation_fraction=None, n_iter_no_change=None):
+                 validation_fraction=None, n_iter_no_change=None,
+                 l2_regularization=0.0, subsample=1.0,
+                 max_features=1.0, max_leaf_nodes=None):
         self.n_parameters = n_parameters
         self.order = order
         self.terms = terms
@@ -96,6 +114,10 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         self.verbose = verbose
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.l2_regularization = l2_regularization
+        self.subsample = subsample
+        self.max_features = max_features
+        self.max_leaf_nodes = max_leaf_nodes
 
     # ------------------------------------------------------------------ setup
     def _resolve_terms(self):

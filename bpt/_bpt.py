@@ -30,7 +30,7 @@ class BoostedParametricTree(BaseBoostedTrees):
     learn_global : bool, default=True
         Fit the first tree with learning rate 1 (the global parametrisation first,
         as Algorithm 1 of the original paper does).
-    max_depth : int, default=4
+    max_depth : int or None, default=4
         Depth of each tree in scikit-learn's sense (1 = one split).
     min_samples_leaf : int, default=50
         A child of a split must hold at least this many events of *every* base
@@ -39,6 +39,25 @@ class BoostedParametricTree(BaseBoostedTrees):
     max_bins : int <= 255, default=255
     n_jobs, random_state, verbose, validation_fraction, n_iter_no_change
         As in :class:`bpt.BoostedInformationTree`.
+
+    l2_regularization : float >= 0, default=0.0
+        L2 penalty on the leaf values, derived from the loss and used in the leaf
+        values and the split gain (docs/concepts.md, "Regularisation"); in units of
+        the total absolute training weight, so that an overall weight scale does not
+        change the model.  Small nodes are shrunk more.
+    subsample : float in (0, 1], default=1.0
+        Share of the training events (of each sample) drawn without replacement,
+        from ``random_state``, to grow each tree (stochastic boosting); the boosting
+        update is applied to all events.
+    max_features : float in (0, 1], default=1.0
+        Share of the features, ``max(1, int(max_features * n_features))``, drawn
+        at random (from ``random_state``) at every node as split candidates.
+    max_leaf_nodes : int >= 2, optional
+        Grow best first (largest gain first) up to this many leaves; ``max_depth``
+        may then be None (no depth limit).  Needs ``split="hist"``.
+    min_weight_leaf : float >= 0, default=0.0
+        Minimum sum of weights of *every* base point (nominal included) in each
+        child of a split, in the units of ``sample_weight``.
 
     Attributes
     ----------
@@ -63,7 +82,9 @@ class BoostedParametricTree(BaseBoostedTrees):
     def __init__(self, n_nuisances=1, order=2, terms=None, n_estimators=100, learning_rate=0.2,
                  learn_global=True, max_depth=4, min_samples_leaf=50, split="hist",
                  max_bins=255, n_jobs=None, random_state=None, verbose=0,
-                 validation_fraction=None, n_iter_no_change=None):
+                 validation_fraction=None, n_iter_no_change=None,
+                 l2_regularization=0.0, subsample=1.0,
+                 max_features=1.0, max_leaf_nodes=None, min_weight_leaf=0.0):
         self.n_nuisances = n_nuisances
         self.order = order
         self.terms = terms
@@ -79,6 +100,11 @@ class BoostedParametricTree(BaseBoostedTrees):
         self.verbose = verbose
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.l2_regularization = l2_regularization
+        self.subsample = subsample
+        self.max_features = max_features
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_weight_leaf = min_weight_leaf
 
     def _learning_rate(self, b):
         return 1.0 if (b == 0 and self.learn_global) else float(self.learning_rate)

@@ -427,6 +427,9 @@ _CLASSES = {"BoostedInformationTree": "bpt._bit", "BoostedParametricTree": "bpt.
 _ENSEMBLE_DTYPES = {"feature": np.int64, "threshold": np.float64, "left": np.int64,
                     "right": np.int64, "value": np.float64, "gain": np.float64,
                     "n_samples": np.int64, "tree_start": np.int64, "learning_rates": np.float64}
+# [engine] per-node arrays that files written before them lack; loading fills the
+# default (TreeEnsemble.from_arrays: NaN goes to the child with more training events)
+_ENSEMBLE_OPTIONAL = {"missing_go_left": np.bool_}
 
 
 def _estimator_class(name):
@@ -462,6 +465,8 @@ def save_estimator(est, target):
         ens = est.ensemble_.arrays
         _check_ensemble(ens, est.n_features_in_, ens["value"].shape[1])
         for k in _ENSEMBLE_DTYPES:
+            arrays[f"ensemble/{k}"] = ens[k]
+        for k in _ENSEMBLE_OPTIONAL:                      # [engine]
             arrays[f"ensemble/{k}"] = ens[k]
     write_container(target, ESTIMATOR_KIND, meta, arrays)
 
@@ -525,6 +530,8 @@ def _build(cls, params, attributes, fitted, arrays):
             raise ValueError(f"attribute name {k!r} is not allowed")
         setattr(est, k, v)
     ens = {k: arrays.get(f"ensemble/{k}") for k in _ENSEMBLE_DTYPES}
+    ens.update({k: arrays[f"ensemble/{k}"] for k in _ENSEMBLE_OPTIONAL      # [engine]
+                if f"ensemble/{k}" in arrays})
     _check_fitted(est, terms, ens)
     est.ensemble_ = TreeEnsemble.from_arrays(ens)
     return est
@@ -578,6 +585,10 @@ def _check_ensemble(ens, n_features, n_out):
         if not isinstance(a, np.ndarray) or a.dtype != dt:
             raise ValueError(f"tree array {k!r} is missing or not {np.dtype(dt)}")
     n = ens["feature"].shape[0]
+    for k, dt in _ENSEMBLE_OPTIONAL.items():                               # [engine]
+        if k in ens and not (isinstance(ens[k], np.ndarray) and ens[k].dtype == dt
+                             and ens[k].shape == (n,)):
+            raise ValueError(f"tree array {k!r} must be {np.dtype(dt)} of shape ({n},)")
     for k in ("feature", "threshold", "left", "right", "gain", "n_samples"):
         if ens[k].shape != (n,):
             raise ValueError(f"tree array {k!r} has shape {ens[k].shape}, expected ({n},)")

@@ -29,13 +29,21 @@ def _column_label(j, feature_names):
     return f"column {j}"
 
 
-def check_features(X, name="X", n_features=None, feature_names=None):
-    """Return X as a C-contiguous float64 2-d array; refuse NaN/inf naming the column."""
+def check_features(X, name="X", n_features=None, feature_names=None, allow_nan=False,
+                   keep_float32=False):
+    """Return X as a C-contiguous float64 2-d array; refuse NaN/inf naming the column.
+
+    ``allow_nan``: NaN (missing values) pass, +-inf is still refused.
+    ``keep_float32``: a float32 array stays float32 (no float64 copy).
+    """
     if hasattr(X, "columns") and feature_names is None:
         feature_names = [str(c) for c in X.columns]
     _refuse_complex(X, name)
     try:
-        arr = np.asarray(X, dtype=np.float64)
+        if keep_float32 and getattr(X, "dtype", None) == np.float32:
+            arr = np.asarray(X)
+        else:
+            arr = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be numeric: {exc}") from None
     if arr.ndim == 1:
@@ -50,7 +58,7 @@ def check_features(X, name="X", n_features=None, feature_names=None):
                          f"{n_features}")
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has no features (shape {arr.shape}); give at least one column")
-    bad = ~np.isfinite(arr)
+    bad = np.isinf(arr) if allow_nan else ~np.isfinite(arr)
     if bad.any():
         cols = np.flatnonzero(bad.any(axis=0))
         j = int(cols[0])

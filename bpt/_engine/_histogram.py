@@ -80,15 +80,15 @@ def _hist_onehot(Xb, rows, start, stop, wo, co, identity, n_cls, hist):
             h[b, n_cls + k] += 1.0
 
 
-def build_histogram(Xb, rows, start, stop, Y, cls, onehot, n_sums, hist, buffer):
+@njit(cache=True)
+def build_histogram(Xb, rows, start, stop, Y, cls, onehot, n_sums, hist, buffer, identity):
     """Accumulate rows[start:stop] into the zeroed ``hist`` (see module docstring).
 
     ``buffer`` is a float64 array with at least (stop - start) * max(Y.shape[1], 2)
     elements, reused between nodes for the ordered targets (weights and classes for
-    the one-hot BPT layout).
+    the one-hot BPT layout).  ``identity``: rows[start:stop] is 0..N-1 (no gather).
     """
     n = stop - start
-    identity = start == 0 and n == Y.shape[0] and _is_identity(rows)
     if onehot:
         if identity:
             _hist_onehot(Xb, rows, start, stop, Y[:, 0], cls, True, n_sums, hist)
@@ -114,11 +114,11 @@ def _is_identity(rows):
     return True
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def subtract_histogram(parent, child):
     """parent -= child, in place (the parent's buffer becomes the sibling's)."""
     n_features, n_bins, m = parent.shape
-    for f in range(n_features):
+    for f in prange(n_features):
         for b in range(n_bins):
             for k in range(m):
                 parent[f, b, k] -= child[f, b, k]
