@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -33,7 +34,7 @@ from ._histogram import build_histogram, node_stats, subtract_histogram
 from ._splitting import find_split_exact, find_split_hist
 
 # rows above which the partition runs in parallel (fixed chunks: same result)
-PARALLEL_PARTITION = 1 << 16
+PARALLEL_PARTITION = 1 << 18
 _CHUNK = 1 << 14
 NO_DEPTH_LIMIT = 1 << 30
 MAX_POOL = 32
@@ -119,10 +120,10 @@ def _partition_parallel(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
 
 
 @njit(cache=True)
-def partition_binned(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
+def partition_binned(rows, start, stop, x_binned, bin_, mleft, mcode, buf, n_threads=2):
     """Stable partition of rows[start:stop]: left if code <= bin_ (missing code: if
-    ``mleft``); returns the number of rows going left."""
-    if stop - start >= PARALLEL_PARTITION:
+    ``mleft``); returns the number of rows going left (the same on any thread count)."""
+    if stop - start >= PARALLEL_PARTITION and n_threads > 1:
         return _partition_parallel(rows, start, stop, x_binned, bin_, mleft, mcode, buf)
     return _partition_serial(rows, start, stop, x_binned, bin_, mleft, mcode, buf)
 
@@ -177,7 +178,7 @@ def draw_features(n_features, n_draw, seed, node):
 @njit(cache=True)
 def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind, lp,
               max_depth, max_leaves, min_samples, min_weight, n_draw, seed, order_buf,
-              part_buf):
+              part_buf, n_threads):
     """Grow one tree on rows (permuted in place so that each node is a range).
 
     Returns node arrays (feature, bin, missing_left, left, right, gain, start, stop,
@@ -237,7 +238,8 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
         s = free[n_free]
         slot[0] = s
         pool[s] = 0.0
-        build_histogram(Xb, rows, 0, n, Y, cls, onehot, K, pool[s], order_buf, identity_root)
+        build_histogram(Xb, rows, 0, n, Y, cls, onehot, K, pool[s], order_buf, identity_root,
+                        n_threads)
 
     for it in range(cap + 1):
         # ---- find the splits of the nodes created last (root, or two children)
@@ -293,7 +295,8 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
         b = c_bin[nid]
         a0 = start[nid]
         a1 = stop[nid]
-        nl = partition_binned(rows, a0, a1, Xb[f], b, c_mleft[nid], mcode, part_buf)
+        nl = partition_binned(rows, a0, a1, Xb[f], b, c_mleft[nid], mcode, part_buf,
+                              n_threads)
         mid = a0 + nl
         lid = n_nodes
         rid = n_nodes + 1
@@ -328,7 +331,7 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
             s2 = free[n_free]
             pool[s2] = 0.0
             build_histogram(Xb, rows, start[small], stop[small], Y, cls, onehot, K, pool[s2],
-                            order_buf, False)
+                            order_buf, False, n_threads)
             slot[small] = s2
             if s >= 0:
                 subtract_histogram(pool[s], pool[s2])
@@ -340,7 +343,7 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
                 s = free[n_free]
                 pool[s] = 0.0
                 build_histogram(Xb, rows, start[large], stop[large], Y, cls, onehot, K,
-                                pool[s], order_buf, False)
+                                pool[s], order_buf, False, n_threads)
             slot[large] = s
         elif s >= 0:
             free[n_free] = s
@@ -448,7 +451,6 @@ class TreeGrower:
         self.max_leaf_nodes = 0 if max_leaf_nodes is None else int(max_leaf_nodes)
         F = data.X.shape[1]
         self.n_draw = F if max_features is None else int(min(max(max_features, 1), F))
-        self._order = None
         self._part = None
         self.lp = (loss.P, float(loss.lam), loss.ridge_a, loss.ridge_e, loss.ridge_b)
 
@@ -492,19 +494,14 @@ class TreeGrower:
     def _grow_hist(self, rows, sub, seed):
         d, loss = self.data, self.loss
         n = rows.shape[0]
-        if self._order is None or self._order.shape[0] < (n // 2 + 1) * max(d.Y.shape[1], 2):
-            # only the smaller child of a split is accumulated: at most n // 2 rows,
-            # except the root of a subsample
-            self._order = np.empty((n // 2 + 1) * max(d.Y.shape[1], 2))
+        if self._part is None or self._part.shape[0] < n:
             self._part = np.empty(n, dtype=np.int64)
-        order = self._order
-        if sub:
-            order = np.empty(n * max(d.Y.shape[1], 2))
+        order = np.empty(1)
         feature, binv, mleft, left, right, gain, start, stop, stats = grow_tree(
             d.Xb, d.Y, d.cls, loss.onehot, d.n_bins, d.missing_code, rows, not sub,
             loss.n_sums, loss.n_counts, loss.kind, self.lp, self.max_depth,
             self.max_leaf_nodes, self.min_samples_leaf, self.min_weight_leaf, self.n_draw,
-            np.uint64(seed), order, self._part)
+            np.uint64(seed), order, self._part, numba.get_num_threads())
         edges = np.concatenate([d.edges, np.full((d.edges.shape[0], 1), np.inf)], axis=1)
         internal = feature >= 0
         threshold = np.where(internal, edges[np.maximum(feature, 0), binv], 0.0)

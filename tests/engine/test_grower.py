@@ -12,7 +12,8 @@ from bpt._engine._grower import PARALLEL_PARTITION, draw_features, partition_bin
 
 @pytest.mark.parametrize("n", [1_000, PARALLEL_PARTITION + 12_345])
 @pytest.mark.parametrize("mleft", [False, True])
-def test_partition_is_stable_and_exact(n, mleft):
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_partition_is_stable_and_exact(n, mleft, n_threads):
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 10, n).astype(np.uint8)
     codes[rng.random(n) < 0.1] = 10                      # missing
@@ -21,7 +22,7 @@ def test_partition_is_stable_and_exact(n, mleft):
     want_mask = np.where(codes[rows[a0:a1]] == 10, mleft, codes[rows[a0:a1]] <= 4)
     want = np.concatenate([rows[a0:a1][want_mask], rows[a0:a1][~want_mask]])
     got = rows.copy()
-    nl = partition_binned(got, a0, a1, codes, 4, mleft, 10, np.empty(n, np.int64))
+    nl = partition_binned(got, a0, a1, codes, 4, mleft, 10, np.empty(n, np.int64), n_threads)
     assert nl == want_mask.sum()
     np.testing.assert_array_equal(got[a0:a1], want)
     np.testing.assert_array_equal(got[:a0], rows[:a0])
