@@ -96,6 +96,27 @@ def weight_scale(total):
 _resolve_n_jobs = resolve_n_jobs
 
 
+class _TreeDraws:
+    """Per tree: the training rows (a ``subsample`` share of each class, sorted; None =
+    all rows) and the seed of the per-node feature draws, from ``seed``."""
+
+    def __init__(self, cls, subsample, seed):
+        self.rng = np.random.default_rng([seed, 1])
+        self.subsample = float(subsample)
+        if self.subsample < 1.0:
+            order = np.argsort(cls, kind="stable")
+            counts = np.bincount(cls)
+            self.groups = np.split(order, np.cumsum(counts)[:-1])
+
+    def next(self):
+        seed = int(self.rng.integers(0, 2 ** 63 - 1))
+        if self.subsample >= 1.0:
+            return None, seed
+        parts = [self.rng.choice(g, max(1, int(round(self.subsample * g.shape[0]))),
+                                 replace=False) for g in self.groups if g.shape[0]]
+        return np.sort(np.concatenate(parts)).astype(np.int64), seed
+
+
 def _check_int(value, name, low):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -113,7 +134,21 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
         if (isinstance(mwl, bool) or not isinstance(mwl, numbers.Real) or not np.isfinite(mwl)
                 or mwl < 0):
             raise ValueError(f"min_weight_leaf must be a finite number >= 0, got {mwl!r}")
-        _check_int(self.max_depth, "max_depth", 0)
+        mln = self.max_leaf_nodes
+        if mln is not None:
+            _check_int(mln, "max_leaf_nodes", 2)
+            if self.split == "exact":
+                raise ValueError("max_leaf_nodes (best-first growth) needs split='hist'")
+        if self.max_depth is not None or mln is None:
+            _check_int(self.max_depth, "max_depth", 0)
+        l2 = self.l2_regularization
+        if (isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not np.isfinite(l2)
+                or l2 < 0):
+            raise ValueError(f"l2_regularization must be a finite number >= 0, got {l2!r}")
+        for name in ("subsample", "max_features"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, numbers.Real) and 0 < v <= 1):
+                raise ValueError(f"{name} must be a fraction in (0, 1], got {v!r}")
         _check_int(self.min_samples_leaf, "min_samples_leaf", 1)
         _check_int(self.max_bins, "max_bins", 2)
         if self.max_bins > 255:
@@ -149,7 +184,7 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
         """X as a 2-d float array; feature names from DataFrame columns, dict keys,
         structured-array or awkward record fields are stored in ``feature_names_in_``."""
         names = feature_names_of(X)
-        Xa = check_features(X, "X", dtype=self._X_DTYPES)
+        Xa = check_features(X, "X", dtype=self._X_DTYPES, allow_nan=True)
         self.n_features_in_ = Xa.shape[1]
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
@@ -165,14 +200,19 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
         names = getattr(self, "feature_names_in_", None)
         return check_features(X, "X", n_features=self.n_features_in_,
                               feature_names=None if names is None else list(names),
-                              dtype=self._X_DTYPES, fitted_names=names)
+                              dtype=self._X_DTYPES, fitted_names=names,
+                              allow_nan=True)
 
     # ---------------------------------------------------------------- engine
     def _training_data(self, X, Y, cls):
         if self.split == "hist":
             mapper = BinMapper(self.max_bins, random_state=self._rng_seed)
             Xb = mapper.fit_transform(X)
-            return TrainingData(X, Xb, mapper.edges_, mapper.n_bins_, Y, cls)
+            return TrainingData(X, Xb, mapper.edges_, mapper.n_bins_, Y, cls,
+                                mapper.missing_code_)
+        if np.isnan(X).any():
+            raise ValueError("X contains NaN (missing values): split='exact' does not "
+                             "handle them; use split='hist'")
         return TrainingData(X, None, None, None, Y, cls)
 
     def _learning_rate(self, b):
@@ -198,8 +238,14 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
         # weights are normalised to a total of 1: a child holding less than WEIGHT_FLOOR of
         # it is round-off of cancelling weights, not a yield, and is never allowed
         min_weight = max(getattr(self, "min_weight_leaf", 0.0) * weight_scale, WEIGHT_FLOOR)
+        # L2 penalty relative to the total training weight (docs/concepts.md,
+        # "Regularisation"): invariant to an overall weight scale
+        loss.lam = float(self.l2_regularization) * float(np.abs(data.Y[:, 0]).sum())
+        n_features = data.X.shape[1]
         grower = TreeGrower(data, loss, self.max_depth, self.min_samples_leaf, min_weight,
-                            self.split)
+                            self.split, max_leaf_nodes=self.max_leaf_nodes,
+                            max_features=max(1, int(self.max_features * n_features)))
+        draws = _TreeDraws(data.cls, self.subsample, self._rng_seed)
         ens = TreeEnsemble(loss.n_terms)
         loss.start(data)
         train_loss, val_loss = [], []
@@ -210,9 +256,9 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
         t_start = time.perf_counter()
         for b in range(self.n_estimators):
             eta = self._learning_rate(b)
-            rows = np.arange(n, dtype=np.int64)
-            tree = grower.grow(rows)
-            loss.update(data, rows, tree, eta)
+            rows, seed = draws.next()
+            tree = grower.grow(rows, seed)
+            loss.update(data, tree, eta)
             train_loss.append(float(loss.end_tree(data, tree, eta)))
             ens.add(tree, eta)
             if validation is not None:
@@ -251,7 +297,7 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
             del self.validation_loss_
         self.n_iter_ = int(ens.n_trees)
         self.fit_time_ = time.perf_counter() - t_start
-        if self.max_depth > 0 and not np.any(self.ensemble_.arrays["feature"] >= 0):
+        if self.max_depth != 0 and not np.any(self.ensemble_.arrays["feature"] >= 0):
             warn_user(
                 f"{type(self).__name__}: no valid split was found in any tree (constant "
                 "features, or too few events / too little weight for min_samples_leaf and "

@@ -31,7 +31,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         determine every term (M = sum_theta m(theta) m(theta)^T positive definite).
     n_estimators : int, default=100
     learning_rate : float in (0, 1], default=0.2
-    max_depth : int, default=4
+    max_depth : int or None, default=4
         Depth of each tree in scikit-learn's sense (1 = one split, two leaves).
     min_samples_leaf : int, default=50
         Minimum number of events in each child of a split.
@@ -66,6 +66,22 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     tol : float >= 0, default=1e-7
         Relative tolerance of the stopping rule.
 
+    l2_regularization : float >= 0, default=0.0
+        L2 penalty on the leaf values, derived from the loss and used in the leaf
+        values and the split gain (docs/concepts.md, "Regularisation"); in units of
+        the total absolute training weight, so that an overall weight scale does not
+        change the model.  Small nodes are shrunk more.
+    subsample : float in (0, 1], default=1.0
+        Share of the training events (of each sample) drawn without replacement,
+        from ``random_state``, to grow each tree (stochastic boosting); the boosting
+        update is applied to all events.
+    max_features : float in (0, 1], default=1.0
+        Share of the features, ``max(1, int(max_features * n_features))``, drawn
+        at random (from ``random_state``) at every node as split candidates.
+    max_leaf_nodes : int >= 2, optional
+        Grow best first (largest gain first) up to this many leaves; ``max_depth``
+        may then be None (no depth limit).  Needs ``split="hist"``.
+
     Attributes
     ----------
     terms_ : list of tuples
@@ -94,7 +110,8 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
                  learning_rate=0.2, max_depth=4, min_samples_leaf=50, min_weight_leaf=0.0,
                  split="hist", max_bins=255, n_jobs=None, random_state=None, verbose=0,
                  validation_fraction=0.1, n_iter_no_change=10, early_stopping="auto",
-                 tol=1e-7):
+                 tol=1e-7, l2_regularization=0.0, subsample=1.0, max_features=1.0,
+                 max_leaf_nodes=None):
         self.n_parameters = n_parameters
         self.order = order
         self.terms = terms
@@ -113,6 +130,10 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         self.n_iter_no_change = n_iter_no_change
         self.early_stopping = early_stopping
         self.tol = tol
+        self.l2_regularization = l2_regularization
+        self.subsample = subsample
+        self.max_features = max_features
+        self.max_leaf_nodes = max_leaf_nodes
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

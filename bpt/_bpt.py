@@ -39,7 +39,7 @@ class BoostedParametricTree(BaseBoostedTrees):
     learn_global : bool, default=True
         Fit the first tree with learning rate 1 (the global parametrisation first,
         as Algorithm 1 of the original paper does).
-    max_depth : int, default=4
+    max_depth : int or None, default=4
         Depth of each tree in scikit-learn's sense (1 = one split).
     min_samples_leaf : int, default=50
         A child of a split must hold at least this many events of *every* base
@@ -51,6 +51,25 @@ class BoostedParametricTree(BaseBoostedTrees):
         samples).  The internal validation split is stratified by base point; for
         samples that share events pass ``groups`` or ``eval_set`` to ``fit`` (a random
         split of correlated samples is biased).
+
+    l2_regularization : float >= 0, default=0.0
+        L2 penalty on the leaf values, derived from the loss and used in the leaf
+        values and the split gain (docs/concepts.md, "Regularisation"); in units of
+        the total absolute training weight, so that an overall weight scale does not
+        change the model.  Small nodes are shrunk more.
+    subsample : float in (0, 1], default=1.0
+        Share of the training events (of each sample) drawn without replacement,
+        from ``random_state``, to grow each tree (stochastic boosting); the boosting
+        update is applied to all events.
+    max_features : float in (0, 1], default=1.0
+        Share of the features, ``max(1, int(max_features * n_features))``, drawn
+        at random (from ``random_state``) at every node as split candidates.
+    max_leaf_nodes : int >= 2, optional
+        Grow best first (largest gain first) up to this many leaves; ``max_depth``
+        may then be None (no depth limit).  Needs ``split="hist"``.
+    min_weight_leaf : float >= 0, default=0.0
+        Minimum sum of weights of *every* base point (nominal included) in each
+        child of a split, in the units of ``sample_weight``.
 
     Attributes
     ----------
@@ -79,7 +98,9 @@ class BoostedParametricTree(BaseBoostedTrees):
     def __init__(self, n_nuisances=1, order=2, terms=None, n_estimators=100, learning_rate=0.2,
                  learn_global=True, max_depth=4, min_samples_leaf=50, split="hist",
                  max_bins=255, n_jobs=None, random_state=None, verbose=0,
-                 validation_fraction=0.1, n_iter_no_change=10, early_stopping="auto", tol=1e-7):
+                 validation_fraction=0.1, n_iter_no_change=10, early_stopping="auto", tol=1e-7,
+                 l2_regularization=0.0, subsample=1.0, max_features=1.0, max_leaf_nodes=None,
+                 min_weight_leaf=0.0):
         self.n_nuisances = n_nuisances
         self.order = order
         self.terms = terms
@@ -97,6 +118,11 @@ class BoostedParametricTree(BaseBoostedTrees):
         self.n_iter_no_change = n_iter_no_change
         self.early_stopping = early_stopping
         self.tol = tol
+        self.l2_regularization = l2_regularization
+        self.subsample = subsample
+        self.max_features = max_features
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_weight_leaf = min_weight_leaf
 
     # fitted state (saved files; see bpt/_state.py)
     _required_fitted_attributes = BaseBoostedTrees._required_fitted_attributes + (

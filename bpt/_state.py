@@ -127,11 +127,13 @@ def check_ensemble_arrays(ens, n_features, n_out):
     """
     for k, dt in TreeEnsemble.DTYPES.items():
         a = ens.get(k)
+        if a is None and k in TreeEnsemble.OPTIONAL_FIELDS:
+            continue
         if not isinstance(a, np.ndarray) or a.dtype != dt:
             raise ValueError(f"tree array {k!r} is missing or not {np.dtype(dt)}")
     n = ens["feature"].shape[0]
     for k in TreeEnsemble.NODE_FIELDS:
-        if k != "value" and ens[k].shape != (n,):
+        if k != "value" and k in ens and ens[k].shape != (n,):
             raise ValueError(f"tree array {k!r} has shape {ens[k].shape}, expected ({n},)")
     if ens["value"].shape != (n, n_out):
         raise ValueError(f"tree values have shape {ens['value'].shape}, expected ({n}, {n_out})")

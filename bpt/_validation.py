@@ -209,7 +209,7 @@ def _match_names(got, fitted, kind, name):
 
 
 def check_features(X, name="X", n_features=None, feature_names=None, dtype=np.float64,
-                   fitted_names=None):
+                   fitted_names=None, allow_nan=False):
     """Return X as a C-contiguous 2-d float array; refuse NaN/inf naming the column.
 
     X may be a 2-d array, a dict of 1-d arrays (uproot ``library="np"``,
@@ -223,6 +223,7 @@ def check_features(X, name="X", n_features=None, feature_names=None, dtype=np.fl
     these (error naming the missing / unexpected ones).  A dict, structured or awkward
     record array in another order is reordered by name; a DataFrame in another order is
     refused, as in scikit-learn.  Unnamed input (a plain array) is taken by position.
+    ``allow_nan``: NaN (missing values) pass, +-inf is still refused.
     """
     allowed = tuple(np.dtype(d) for d in (dtype if isinstance(dtype, (tuple, list))
                                            else (dtype,)))
@@ -283,7 +284,7 @@ def check_features(X, name="X", n_features=None, feature_names=None, dtype=np.fl
                          f"{n_features}")
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has no features (shape {arr.shape}); give at least one column")
-    bad = ~np.isfinite(arr)
+    bad = np.isinf(arr) if allow_nan else ~np.isfinite(arr)
     if bad.any():
         cols = np.flatnonzero(bad.any(axis=0))
         j = int(cols[0])

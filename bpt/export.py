@@ -25,7 +25,8 @@ defines it so), hence agreement with ``predict`` (float64) to ~1e-7 relative.
   ``x <= t``: routing is still exact for float32 rows.  Leaf values are rounded
   to float32 and summed in float32, so the error is ~1e-7 of the term's scale,
   larger relative to outputs where trees cancel.
-* NaN inputs go right in the graph; bpt refuses them in ``predict``.
+* NaN inputs (missing values) take the side learned in training
+  (``nodes_missing_value_tracks_true``), as in ``predict``.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def _tree_attributes(arrays):
         nodes_modes=np.where(leaf, "LEAF", "BRANCH_LEQ").tolist(),
         nodes_truenodeids=np.where(leaf, 0, left - offset).tolist(),
         nodes_falsenodeids=np.where(leaf, 0, right - offset).tolist(),
-        nodes_missing_value_tracks_true=[0] * n,
+        # a NaN follows the side learned in training (bpt's missing_go_left): true = left
+        nodes_missing_value_tracks_true=np.where(
+            leaf, 0, arrays["missing_go_left"]).astype(np.int64).tolist(),
         target_treeids=np.repeat(tree_id[leaf_ids], n_out).tolist(),
         target_nodeids=np.repeat(local[leaf_ids], n_out).tolist(),
         target_ids=np.tile(np.arange(n_out, dtype=np.int64), leaf_ids.shape[0]).tolist(),

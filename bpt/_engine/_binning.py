@@ -6,6 +6,11 @@ consecutive values, so that histogram splits equal exact splits.  Otherwise the
 edges are quantiles.  A value ``x`` falls into bin ``b`` when
 ``edges[b-1] < x <= edges[b]``, so the split "code <= b" is the same as the
 raw-feature rule "x <= edges[b]" that the predictor uses.
+
+Missing values (NaN) get their own bin ``missing_code_`` (one above the largest
+bin of any feature); edges are found on the non-missing values.  float32 and
+float64 X are mapped without a copy (comparisons in float64, as in prediction).
+The mapping runs in parallel over (feature, row-chunk) blocks.
 """
 
 from __future__ import annotations
@@ -26,14 +31,23 @@ def midpoint(lo, hi):
     return np.where(mid >= hi, lo, mid)
 
 
+_MAP_CHUNK = 1 << 15
+
+
 @njit(parallel=True, cache=True)
-def _map_to_bins(X, edges, n_edges, out):
+def _map_to_bins(X, edges, n_edges, missing_code, out):
     n, n_features = X.shape
-    for f in prange(n_features):
+    n_chunks = (n + _MAP_CHUNK - 1) // _MAP_CHUNK
+    for job in prange(n_features * n_chunks):
+        f = job // n_chunks
+        c = job - f * n_chunks
         ne = n_edges[f]
         e = edges[f]
-        for i in range(n):
-            x = X[i, f]
+        for i in range(c * _MAP_CHUNK, min((c + 1) * _MAP_CHUNK, n)):
+            x = np.float64(X[i, f])
+            if np.isnan(x):
+                out[f, i] = missing_code
+                continue
             lo = 0
             hi = ne
             while lo < hi:  # first edge >= x
@@ -51,7 +65,8 @@ class BinMapper:
     Attributes
     ----------
     edges_ : float64 array (n_features, max_bins - 1), padded with +inf
-    n_bins_ : int64 array (n_features,), number of bins of each feature
+    n_bins_ : int64 array (n_features,), number of (non-missing) bins of each feature
+    missing_code_ : int, the bin code of NaN (``n_bins_.max()``)
     """
 
     def __init__(self, max_bins=255, subsample=200_000, random_state=None):
@@ -66,9 +81,9 @@ class BinMapper:
         if self.subsample is not None and n > self.subsample:
             rng = check_random_state(self.random_state)
             idx = np.sort(rng.choice(n, self.subsample, replace=False))
-            Xs = X[idx]
+            Xs = np.asarray(X[idx], dtype=np.float64)
         else:
-            Xs = X
+            Xs = np.asarray(X, dtype=np.float64)
         edges = np.full((n_features, self.max_bins - 1), np.inf)
         n_bins = np.ones(n_features, dtype=np.int64)
         for f in range(n_features):
@@ -77,9 +92,13 @@ class BinMapper:
             n_bins[f] = len(e) + 1
         self.edges_ = edges
         self.n_bins_ = n_bins
+        self.missing_code_ = int(n_bins.max())
         return self
 
     def _edges(self, col):
+        col = col[~np.isnan(col)]
+        if col.shape[0] == 0:
+            return np.empty(0)
         distinct = np.unique(col)
         if len(distinct) <= self.max_bins:
             return midpoint(distinct[:-1], distinct[1:])
@@ -91,8 +110,9 @@ class BinMapper:
     def transform(self, X):
         """Bin codes, feature-major: uint8 array (n_features, n_samples)."""
         out = np.empty((X.shape[1], X.shape[0]), dtype=np.uint8)
-        _map_to_bins(np.ascontiguousarray(X, dtype=np.float64), self.edges_,
-                     self.n_bins_ - 1, out)
+        if X.dtype not in (np.float32, np.float64):
+            X = np.asarray(X, dtype=np.float64)
+        _map_to_bins(X, self.edges_, self.n_bins_ - 1, self.missing_code_, out)
         return out
 
     def fit_transform(self, X):

@@ -13,18 +13,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._predictor import goes_left
+
 __all__ = ["contributions"]
 
 
-@njit(cache=True, inline="always")
-def _goes_left(X, i, j, feature, threshold):
-    """The decision of node j for row i: the predictor's rule (left if x <= threshold).
-    Keep in step with ``_predictor._leaf``."""
-    return X[i, feature[j]] <= threshold[j]
-
-
 @njit(parallel=True, cache=True)
-def _contributions(X, feature, threshold, left, right, value, tree_start, t0, t1, out):
+def _contributions(X, feature, threshold, left, right, mleft, value, tree_start, t0, t1,
+                   out):
     """Add row i's contributions of trees t0..t1-1 to out[i] (n_features + 1, n_out);
     slot n_features is the bias (sum of the root values)."""
     n_out = value.shape[1]
@@ -36,7 +32,7 @@ def _contributions(X, feature, threshold, left, right, value, tree_start, t0, t1
                 out[i, bias, a] += value[j, a]
             while feature[j] >= 0:
                 f = feature[j]
-                c = left[j] if _goes_left(X, i, j, feature, threshold) else right[j]
+                c = left[j] if goes_left(X, i, j, feature, threshold, mleft) else right[j]
                 for a in range(n_out):
                     out[i, f, a] += value[c, a] - value[j, a]
                 j = c
@@ -44,11 +40,11 @@ def _contributions(X, feature, threshold, left, right, value, tree_start, t0, t1
 
 def contributions(ensemble, X, start=0, stop=None):
     """Contributions (N, n_features + 1, n_out) float64 of trees start..stop-1 for the
-    float64 C-contiguous X; the last slot of axis 1 is the bias."""
+    C-contiguous X (float32 or float64; NaN follows ``missing_go_left``); the last slot of axis 1 is the bias."""
     a = ensemble.arrays
     stop = ensemble.n_trees if stop is None else stop
     out = np.zeros((X.shape[0], X.shape[1] + 1, ensemble.n_out))
     if stop > start:
-        _contributions(X, a["feature"], a["threshold"], a["left"], a["right"], a["value"],
-                       a["tree_start"], start, stop, out)
+        _contributions(X, a["feature"], a["threshold"], a["left"], a["right"],
+                       a["missing_go_left"], a["value"], a["tree_start"], start, stop, out)
     return out

@@ -1,32 +1,74 @@
-"""Tree grower: CART growth to ``max_depth`` on histograms (or exact splits).
+"""Tree grower: one whole tree in compiled code (``split="hist"``), or the sort-based
+reference grower (``split="exact"``, small data).
 
 Rows of a node are a contiguous range ``rows[start:stop]`` of one index array
-that is partitioned in place (stable), so no feature data is ever copied.
-Histograms are built only for nodes that may still be split; of two siblings
-only the smaller is accumulated and the larger is derived by subtraction in
-the parent's buffer.
+that is partitioned in place (stable, so no result depends on the number of
+threads), so no feature data is ever copied.  Each node's best split is found
+when the node is created, from its histogram; of two siblings only the smaller
+is accumulated and the larger is derived by subtraction in the parent's buffer.
+
+Growth order:
+
+* depth first (default): the tree equals depth-wise growth, since each node's split
+  depends only on its own events; at most ``max_depth + 2`` histograms are alive.
+* best first (``max_leaf_nodes``): the open node with the largest gain is split
+  next (ties: the smaller node id), until ``max_leaf_nodes`` leaves; at most
+  ``max_leaf_nodes + 1`` histograms are alive.
+
+``max_features`` < n_features draws that many features per node from a
+counter-based generator seeded per tree (independent of threads).
+Missing values (NaN) have their own bin; a split sends them to the side
+learned in training, or, if the node saw none, to the child with more events.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ._binning import midpoint
 from ._histogram import build_histogram, node_stats, subtract_histogram
 from ._splitting import find_split_exact, find_split_hist
 
+# rows above which the partition runs in parallel (fixed chunks: same result)
+PARALLEL_PARTITION = 1 << 18
+_CHUNK = 1 << 14
+NO_DEPTH_LIMIT = 1 << 30
+MAX_POOL = 32
+
 
 @njit(cache=True)
-def _partition_binned(rows, start, stop, x_binned, bin_, buf):
-    """Stable partition of rows[start:stop] by x_binned[row] <= bin_; returns #left."""
+def _evict(open_, n_open, slot, c_gain, free, n_free):
+    """Free the histogram of the open node with the smallest gain; new n_free."""
+    jw = -1
+    for j in range(n_open):
+        a = open_[j]
+        if slot[a] >= 0 and (jw < 0 or c_gain[a] < c_gain[open_[jw]]):
+            jw = j
+    a = open_[jw]
+    free[n_free] = slot[a]
+    slot[a] = -1
+    return n_free + 1
+
+
+# ------------------------------------------------------------------- partition
+@njit(cache=True, inline="always")
+def _goes_left(code, bin_, mleft, mcode):
+    if code == mcode:
+        return mleft
+    return code <= bin_
+
+
+@njit(cache=True)
+def _partition_serial(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
     nl = 0
     nr = 0
     for ii in range(start, stop):
         i = rows[ii]
-        if x_binned[i] <= bin_:
+        if _goes_left(x_binned[i], bin_, mleft, mcode):
             rows[start + nl] = i
             nl += 1
         else:
@@ -35,6 +77,55 @@ def _partition_binned(rows, start, stop, x_binned, bin_, buf):
     for j in range(nr):
         rows[start + nl + j] = buf[j]
     return nl
+
+
+@njit(parallel=True, cache=True)
+def _partition_parallel(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
+    n = stop - start
+    n_chunks = (n + _CHUNK - 1) // _CHUNK
+    n_left = np.zeros(n_chunks, dtype=np.int64)
+    for c in prange(n_chunks):
+        a = start + c * _CHUNK
+        b = min(a + _CHUNK, stop)
+        k = 0
+        for ii in range(a, b):
+            if _goes_left(x_binned[rows[ii]], bin_, mleft, mcode):
+                k += 1
+        n_left[c] = k
+    off_left = np.zeros(n_chunks, dtype=np.int64)
+    off_right = np.zeros(n_chunks, dtype=np.int64)
+    tl = 0
+    tr = 0
+    for c in range(n_chunks):
+        off_left[c] = tl
+        off_right[c] = tr
+        tl += n_left[c]
+        tr += min(_CHUNK, n - c * _CHUNK) - n_left[c]
+    for c in prange(n_chunks):
+        a = start + c * _CHUNK
+        b = min(a + _CHUNK, stop)
+        pl = off_left[c]
+        pr = tl + off_right[c]
+        for ii in range(a, b):
+            i = rows[ii]
+            if _goes_left(x_binned[i], bin_, mleft, mcode):
+                buf[pl] = i
+                pl += 1
+            else:
+                buf[pr] = i
+                pr += 1
+    for ii in prange(n):
+        rows[start + ii] = buf[ii]
+    return tl
+
+
+@njit(cache=True)
+def partition_binned(rows, start, stop, x_binned, bin_, mleft, mcode, buf, n_threads=2):
+    """Stable partition of rows[start:stop]: left if code <= bin_ (missing code: if
+    ``mleft``); returns the number of rows going left (the same on any thread count)."""
+    if stop - start >= PARALLEL_PARTITION and n_threads > 1:
+        return _partition_parallel(rows, start, stop, x_binned, bin_, mleft, mcode, buf)
+    return _partition_serial(rows, start, stop, x_binned, bin_, mleft, mcode, buf)
 
 
 @njit(cache=True)
@@ -54,16 +145,273 @@ def _partition_raw(rows, start, stop, X, feature, threshold, buf):
     return nl
 
 
+# ------------------------------------------------------------------- feature draws
+@njit(cache=True, inline="always")
+def _splitmix(state):
+    state = (state + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    z = state
+    z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & np.uint64(
+        0xFFFFFFFFFFFFFFFF)
+    z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & np.uint64(
+        0xFFFFFFFFFFFFFFFF)
+    return state, z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def draw_features(n_features, n_draw, seed, node):
+    """Sorted ``n_draw`` distinct features out of ``n_features`` for node ``node`` of
+    the tree seeded with ``seed`` (partial Fisher-Yates on a splitmix64 stream)."""
+    feats = np.arange(n_features)
+    if n_draw >= n_features:
+        return feats
+    state = np.uint64(seed) ^ (np.uint64(node + 1) * np.uint64(0xD1B54A32D192ED03))
+    for j in range(n_draw):
+        state, r = _splitmix(state)
+        k = j + np.int64(r % np.uint64(n_features - j))
+        t = feats[j]
+        feats[j] = feats[k]
+        feats[k] = t
+    return np.sort(feats[:n_draw])
+
+
+# ------------------------------------------------------------------- the grower
+@njit(cache=True)
+def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind, lp,
+              max_depth, max_leaves, min_samples, min_weight, n_draw, seed, order_buf,
+              part_buf, n_threads):
+    """Grow one tree on rows (permuted in place so that each node is a range).
+
+    Returns node arrays (feature, bin, missing_left, left, right, gain, start, stop,
+    stats); ``max_leaves`` <= 0 means depth-first growth without a leaf limit.
+    """
+    n = rows.shape[0]
+    F = Xb.shape[0]
+    M = K + C
+    B = mcode + 1
+    best_first = max_leaves > 0
+    # capacity: every leaf holds >= min_samples rows; a tree of depth d has < 2^(d+1) nodes
+    cap = 2 * (n // max(min_samples, 1)) + 1
+    if max_depth < 40:
+        cap = min(cap, (1 << (max_depth + 1)) - 1)
+    if best_first:
+        cap = min(cap, 2 * max_leaves - 1)
+    cap = max(cap, 1)
+    # best first keeps the histograms of open nodes for the subtraction; beyond
+    # MAX_POOL of them the open node with the smallest gain loses its histogram (its
+    # split is already known; its children are then both accumulated)
+    n_slots = min(max_leaves + 1, MAX_POOL) if best_first else (min(max_depth, 62) + 2)
+    n_slots = max(min(n_slots, cap + 1), 1)
+    pool = np.empty((n_slots, F, B, M))
+    free = np.empty(n_slots, dtype=np.int64)
+    for s in range(n_slots):
+        free[s] = n_slots - 1 - s
+    n_free = n_slots
+
+    start = np.zeros(cap, dtype=np.int64)
+    stop = np.zeros(cap, dtype=np.int64)
+    depth = np.zeros(cap, dtype=np.int64)
+    stats = np.zeros((cap, M))
+    feature = np.full(cap, -1, dtype=np.int64)
+    bin_ = np.zeros(cap, dtype=np.int64)
+    mleft = np.zeros(cap, dtype=np.bool_)
+    left = np.full(cap, -1, dtype=np.int64)
+    right = np.full(cap, -1, dtype=np.int64)
+    gain = np.zeros(cap)
+    slot = np.full(cap, -1, dtype=np.int64)
+    # the candidate split of each open node
+    c_feat = np.full(cap, -1, dtype=np.int64)
+    c_bin = np.zeros(cap, dtype=np.int64)
+    c_mleft = np.zeros(cap, dtype=np.bool_)
+    c_has = np.zeros(cap, dtype=np.bool_)
+    c_gain = np.zeros(cap)
+    c_left = np.zeros((cap, M))
+
+    stats[0] = node_stats(rows, 0, n, Y, cls, onehot, K, C)
+    stop[0] = n
+    n_nodes = 1
+    n_leaves = 1
+    open_ = np.empty(cap, dtype=np.int64)     # stack (depth first) or open set (best first)
+    n_open = 0
+
+    if max_depth > 0 and n >= 2 * min_samples:
+        n_free -= 1
+        s = free[n_free]
+        slot[0] = s
+        pool[s] = 0.0
+        build_histogram(Xb, rows, 0, n, Y, cls, onehot, K, pool[s], order_buf, identity_root,
+                        n_threads)
+
+    for it in range(cap + 1):
+        # ---- find the splits of the nodes created last (root, or two children)
+        lo = 0 if it == 0 else n_nodes - 2
+        for nid in range(lo, n_nodes):
+            s = slot[nid]
+            if s < 0:
+                continue
+            if depth[nid] < max_depth and stop[nid] - start[nid] >= 2 * min_samples:
+                feats = draw_features(F, n_draw, seed, nid)
+                f, b, ml, has, g, ls = find_split_hist(pool[s], feats, n_bins, mcode,
+                                                       stats[nid], K, kind, lp, min_samples,
+                                                       min_weight)
+                if f >= 0:
+                    c_feat[nid] = f
+                    c_bin[nid] = b
+                    c_mleft[nid] = ml
+                    c_has[nid] = has
+                    c_gain[nid] = g
+                    c_left[nid] = ls
+            if c_feat[nid] < 0:
+                free[n_free] = s          # a leaf: release its histogram
+                n_free += 1
+                slot[nid] = -1
+        if it == 0:
+            if c_feat[0] >= 0:
+                open_[0] = 0
+                n_open = 1
+        else:
+            # depth first: push right, then left (left is split next)
+            for nid in (n_nodes - 1, n_nodes - 2):
+                if c_feat[nid] >= 0:
+                    open_[n_open] = nid
+                    n_open += 1
+        if n_open == 0 or (best_first and n_leaves >= max_leaves):
+            break
+        # ---- pick the node to split
+        if best_first:
+            jbest = 0
+            for j in range(1, n_open):
+                a = open_[j]
+                bb = open_[jbest]
+                if c_gain[a] > c_gain[bb] or (c_gain[a] == c_gain[bb] and a < bb):
+                    jbest = j
+            nid = open_[jbest]
+            open_[jbest] = open_[n_open - 1]
+            n_open -= 1
+        else:
+            n_open -= 1
+            nid = open_[n_open]
+        # ---- split it
+        f = c_feat[nid]
+        b = c_bin[nid]
+        a0 = start[nid]
+        a1 = stop[nid]
+        nl = partition_binned(rows, a0, a1, Xb[f], b, c_mleft[nid], mcode, part_buf,
+                              n_threads)
+        mid = a0 + nl
+        lid = n_nodes
+        rid = n_nodes + 1
+        n_nodes += 2
+        n_leaves += 1
+        feature[nid] = f
+        bin_[nid] = b
+        gain[nid] = c_gain[nid]
+        left[nid] = lid
+        right[nid] = rid
+        # missing values: the learned side, or the child with more events if none seen
+        mleft[nid] = c_mleft[nid] if c_has[nid] else nl >= a1 - mid
+        d = depth[nid] + 1
+        start[lid] = a0
+        stop[lid] = mid
+        start[rid] = mid
+        stop[rid] = a1
+        depth[lid] = d
+        depth[rid] = d
+        stats[lid] = c_left[nid]
+        for k in range(M):
+            stats[rid, k] = stats[nid, k] - c_left[nid, k]
+        s = slot[nid]
+        slot[nid] = -1
+        more = d < max_depth and (not best_first or n_leaves < max_leaves) and (
+            nl >= 2 * min_samples or a1 - mid >= 2 * min_samples)
+        if more:
+            small, large = (lid, rid) if nl <= a1 - mid else (rid, lid)
+            if n_free == 0:
+                n_free = _evict(open_, n_open, slot, c_gain, free, n_free)
+            n_free -= 1
+            s2 = free[n_free]
+            pool[s2] = 0.0
+            build_histogram(Xb, rows, start[small], stop[small], Y, cls, onehot, K, pool[s2],
+                            order_buf, False, n_threads)
+            slot[small] = s2
+            if s >= 0:
+                subtract_histogram(pool[s], pool[s2])
+            else:
+                # the parent's histogram was evicted (best first, pool full): build both
+                if n_free == 0:
+                    n_free = _evict(open_, n_open, slot, c_gain, free, n_free)
+                n_free -= 1
+                s = free[n_free]
+                pool[s] = 0.0
+                build_histogram(Xb, rows, start[large], stop[large], Y, cls, onehot, K,
+                                pool[s], order_buf, False, n_threads)
+            slot[large] = s
+        elif s >= 0:
+            free[n_free] = s
+            n_free += 1
+
+    m = n_nodes
+    return (feature[:m].copy(), bin_[:m].copy(), mleft[:m].copy(), left[:m].copy(),
+            right[:m].copy(), gain[:m].copy(), start[:m].copy(), stop[:m].copy(),
+            stats[:m].copy())
+
+
+@njit(cache=True)
+def leaf_positions(left, start, stop, n):
+    """Leaf index (0.. in node order) of every position of the partitioned rows, and the
+    node id of every leaf."""
+    leaf_of = np.empty(n, dtype=np.int64)
+    n_leaves = 0
+    for j in range(left.shape[0]):
+        if left[j] < 0:
+            n_leaves += 1
+    leaf_node = np.empty(n_leaves, dtype=np.int64)
+    k = 0
+    for j in range(left.shape[0]):
+        if left[j] < 0:
+            leaf_node[k] = j
+            for ii in range(start[j], stop[j]):
+                leaf_of[ii] = k
+            k += 1
+    return leaf_of, leaf_node
+
+
+@njit(parallel=True, cache=True)
+def route_binned(Xb, feature, bin_, mleft, left, right, mcode, leaf_index, out):
+    """Leaf index of every row (0..N-1) walked through the tree on its bin codes."""
+    for i in prange(Xb.shape[1]):
+        j = 0
+        while feature[j] >= 0:
+            if _goes_left(Xb[feature[j], i], bin_[j], mleft[j], mcode):
+                j = left[j]
+            else:
+                j = right[j]
+        out[i] = leaf_index[j]
+
+
+@njit(parallel=True, cache=True)
+def route_raw(X, feature, threshold, left, right, leaf_index, out):
+    for i in prange(X.shape[0]):
+        j = 0
+        while feature[j] >= 0:
+            if X[i, feature[j]] <= threshold[j]:
+                j = left[j]
+            else:
+                j = right[j]
+        out[i] = leaf_index[j]
+
+
+# ------------------------------------------------------------------- Python side
 @dataclass
 class TrainingData:
     """What the grower needs about the training events."""
 
-    X: np.ndarray            # (N, F) float64, used by exact splits
+    X: np.ndarray            # (N, F) float, used by exact splits
     Xb: np.ndarray | None    # (F, N) uint8 bin codes, used by histogram splits
     edges: np.ndarray | None  # (F, max_bins - 1) bin edges
     n_bins: np.ndarray | None
     Y: np.ndarray            # (N, K) float64 (BIT) or (N, 1) weights (BPT)
     cls: np.ndarray          # (N,) int64 class / base-point index (zeros for BIT)
+    missing_code: int = 255  # bin code of NaN (one above the largest bin)
 
 
 @dataclass
@@ -74,108 +422,151 @@ class GrownTree:
     right: np.ndarray
     value: np.ndarray        # float64 (n_nodes, n_out), node prediction (unscaled)
     gain: np.ndarray         # float64 split gain (0 for leaves)
-    n_samples: np.ndarray    # int64 events in node
-    leaf_ranges: list        # [(start, stop, update_vector, sums)] for the boosting update
+    n_samples: np.ndarray    # int64 training events in node
+    missing_go_left: np.ndarray  # bool: where NaN goes at a split
+    # the boosting update: rows (all training rows), their leaf index, per-leaf update
+    # vectors, and per-leaf sums of all rows (before the update)
+    update_rows: np.ndarray
+    leaf_of: np.ndarray
+    leaf_update: np.ndarray
+    leaf_sums: np.ndarray
 
 
 class TreeGrower:
-    """Grow one tree for ``loss`` on ``data`` (rows given by ``rows``, permuted in place)."""
+    """Grow one tree for ``loss`` on ``data``.
 
-    def __init__(self, data, loss, max_depth, min_samples_leaf, min_weight_leaf, split):
+    ``max_depth`` None = no limit (then ``max_leaf_nodes`` must be set);
+    ``max_leaf_nodes`` None = depth-first growth; ``max_features`` = number of
+    features drawn per node (None = all); ``lam`` = L2 penalty of the loss.
+    """
+
+    def __init__(self, data, loss, max_depth, min_samples_leaf, min_weight_leaf, split,
+                 max_leaf_nodes=None, max_features=None):
         self.data = data
         self.loss = loss
-        self.max_depth = max_depth
-        self.min_samples_leaf = min_samples_leaf
+        self.max_depth = NO_DEPTH_LIMIT if max_depth is None else int(max_depth)
+        self.min_samples_leaf = int(min_samples_leaf)
         self.min_weight_leaf = float(min_weight_leaf)
         self.split = split
-        self._buffer = None       # ordered targets of a node (reused)
+        self.max_leaf_nodes = 0 if max_leaf_nodes is None else int(max_leaf_nodes)
+        F = data.X.shape[1]
+        self.n_draw = F if max_features is None else int(min(max(max_features, 1), F))
+        self._part = None
+        self.lp = (loss.P, float(loss.lam), loss.ridge_a, loss.ridge_e, loss.ridge_b)
 
-    def grow(self, rows):
-        """Grow a tree on ``rows`` (int64, permuted in place so each node is a range)."""
+    def grow(self, rows, seed=0):
+        """Grow a tree on ``rows`` (sorted int64 training rows, all rows if None);
+        the returned tree's update fields cover every training row."""
+        d = self.data
+        n_all = d.Y.shape[0]
+        sub = rows is not None
+        if rows is None:
+            rows = np.arange(n_all, dtype=np.int64)
+        if self.split == "hist":
+            out = self._grow_hist(rows, sub, seed)
+        else:
+            out = self._grow_exact(rows, seed)
+        feature, threshold, mleft, left, right, gain, start, stop, stats, binv = out
+        loss = self.loss
+        value, upd = loss.leaf_values(stats[:, :loss.n_sums])
+        leaf_of, leaf_node = leaf_positions(left, start, stop, rows.shape[0])
+        leaf_update = np.ascontiguousarray(upd[leaf_node])
+        if sub:
+            # every row gets the update: route all rows through the tree
+            index = np.full(left.shape[0], -1, dtype=np.int64)
+            index[leaf_node] = np.arange(leaf_node.shape[0])
+            leaf_of = np.empty(n_all, dtype=np.int64)
+            if self.split == "hist":
+                route_binned(d.Xb, feature, binv, mleft, left, right, d.missing_code, index,
+                             leaf_of)
+            else:
+                route_raw(d.X, feature, threshold, left, right, index, leaf_of)
+            rows = np.arange(n_all, dtype=np.int64)
+            sums = leaf_sums_all(d.Y, d.cls, loss.onehot, rows, leaf_of, leaf_node.shape[0],
+                                 loss.n_sums)
+        else:
+            sums = np.ascontiguousarray(stats[leaf_node, :loss.n_sums])
+        return GrownTree(feature=feature, threshold=threshold, left=left, right=right,
+                         value=value, gain=gain, n_samples=stop - start,
+                         missing_go_left=mleft, update_rows=rows, leaf_of=leaf_of,
+                         leaf_update=leaf_update, leaf_sums=sums)
+
+    def _grow_hist(self, rows, sub, seed):
+        d, loss = self.data, self.loss
+        n = rows.shape[0]
+        if self._part is None or self._part.shape[0] < n:
+            self._part = np.empty(n, dtype=np.int64)
+        order = np.empty(1)
+        feature, binv, mleft, left, right, gain, start, stop, stats = grow_tree(
+            d.Xb, d.Y, d.cls, loss.onehot, d.n_bins, d.missing_code, rows, not sub,
+            loss.n_sums, loss.n_counts, loss.kind, self.lp, self.max_depth,
+            self.max_leaf_nodes, self.min_samples_leaf, self.min_weight_leaf, self.n_draw,
+            np.uint64(seed), order, self._part, numba.get_num_threads())
+        edges = np.concatenate([d.edges, np.full((d.edges.shape[0], 1), np.inf)], axis=1)
+        internal = feature >= 0
+        threshold = np.where(internal, edges[np.maximum(feature, 0), binv], 0.0)
+        return (feature, threshold, mleft & internal, left, right, gain, start, stop,
+                stats, binv)
+
+    def _grow_exact(self, rows, seed):
+        """Reference grower (Python per node, sort-based splits; small data, no NaN)."""
         d, loss = self.data, self.loss
         n = rows.shape[0]
         buf = np.empty(n, dtype=rows.dtype)
         K, C = loss.n_sums, loss.n_counts
-        hist_mode = self.split == "hist"
-        if hist_mode and self._buffer is None:
-            # only the smaller child of a split is accumulated: at most n // 2 rows
-            self._buffer = np.empty((n // 2 + 1) * max(d.Y.shape[1], 2))
-        nodes = []   # dicts: start, stop, depth, stats
+        F = d.X.shape[1]
+        nodes = []
 
         def new_node(start, stop, depth, stats):
-            nodes.append(dict(start=start, stop=stop, depth=depth, stats=stats,
-                              feature=-1, threshold=0.0, left=-1, right=-1, gain=0.0))
+            nodes.append(dict(start=start, stop=stop, depth=depth, stats=stats, feature=-1,
+                              threshold=0.0, left=-1, right=-1, gain=0.0))
             return len(nodes) - 1
 
-        root = new_node(0, n, 0, node_stats(rows, 0, n, d.Y, d.cls, loss.onehot, K, C))
-        hists = {}
-        if hist_mode and self.max_depth > 0:
-            hists[root] = self._histogram(rows, 0, n)
-        stack = [root]
+        new_node(0, n, 0, node_stats(rows, 0, n, d.Y, d.cls, loss.onehot, K, C))
+        stack = [0]
         while stack:
-            # depth first (the tree is the same as depth-wise growth, since each node's
-            # split depends only on its own events), so that at most about max_depth + 1
-            # histograms are alive at once
             nid = stack.pop()
             nd = nodes[nid]
-            h = hists.pop(nid, None)
             start, stop = nd["start"], nd["stop"]
             if nd["depth"] >= self.max_depth or stop - start < 2 * self.min_samples_leaf:
                 continue
-            if hist_mode:
-                f, b, gain, left = find_split_hist(
-                    h, d.n_bins, nd["stats"], K, loss.kind, loss.P,
-                    self.min_samples_leaf, self.min_weight_leaf)
-                if f < 0:
-                    continue
-                thr = d.edges[f, b]
-                nl = _partition_binned(rows, start, stop, d.Xb[f], b, buf)
-            else:
-                f, lo, hi, gain, left = find_split_exact(
-                    d.X, rows, start, stop, d.Y, d.cls, loss.onehot, nd["stats"], K,
-                    loss.kind, loss.P, self.min_samples_leaf, self.min_weight_leaf)
-                if f < 0:
-                    continue
-                thr = float(midpoint(lo, hi))
-                nl = _partition_raw(rows, start, stop, d.X, f, thr, buf)
+            feats = draw_features(F, self.n_draw, np.uint64(seed), nid)
+            f, lo, hi, gain, left = find_split_exact(
+                d.X, rows, start, stop, d.Y, d.cls, loss.onehot, nd["stats"], K, loss.kind,
+                self.lp, self.min_samples_leaf, self.min_weight_leaf, feats)
+            if f < 0:
+                continue
+            thr = float(midpoint(lo, hi))
+            nl = _partition_raw(rows, start, stop, d.X, f, thr, buf)
             mid = start + nl
             depth = nd["depth"] + 1
             lid = new_node(start, mid, depth, left.copy())
             rid = new_node(mid, stop, depth, nd["stats"] - left)
             nd.update(feature=int(f), threshold=thr, left=lid, right=rid, gain=float(gain))
-            if hist_mode and depth < self.max_depth:
-                small, large = (lid, rid) if nl <= stop - mid else (rid, lid)
-                hs = self._histogram(rows, nodes[small]["start"], nodes[small]["stop"])
-                subtract_histogram(h, hs)
-                hists[small] = hs
-                hists[large] = h
             stack += [rid, lid]
-        return self._finish(nodes)
+        feature = np.array([nd["feature"] for nd in nodes], dtype=np.int64)
+        left = np.array([nd["left"] for nd in nodes], dtype=np.int64)
+        right = np.array([nd["right"] for nd in nodes], dtype=np.int64)
+        start = np.array([nd["start"] for nd in nodes], dtype=np.int64)
+        stop = np.array([nd["stop"] for nd in nodes], dtype=np.int64)
+        n_l = np.where(left >= 0, stop[np.maximum(left, 0)] - start[np.maximum(left, 0)], 0)
+        n_r = np.where(left >= 0, stop[np.maximum(right, 0)] - start[np.maximum(right, 0)], 0)
+        mleft = (left >= 0) & (n_l >= n_r)
+        return (feature, np.array([nd["threshold"] for nd in nodes], dtype=np.float64),
+                mleft, left, right, np.array([nd["gain"] for nd in nodes], dtype=np.float64),
+                start, stop, np.array([nd["stats"] for nd in nodes]), None)
 
-    def _histogram(self, rows, start, stop):
-        d, loss = self.data, self.loss
-        h = np.zeros((d.Xb.shape[0], int(d.n_bins.max()), loss.n_sums + loss.n_counts))
-        build_histogram(d.Xb, rows, start, stop, d.Y, d.cls, loss.onehot, loss.n_sums, h,
-                        self._buffer)
-        return h
 
-    def _finish(self, nodes):
-        m = len(nodes)
-        value = np.zeros((m, self.loss.n_terms))
-        leaf_ranges = []
-        for j, nd in enumerate(nodes):
-            sums = nd["stats"][:self.loss.n_sums]
-            val, upd = self.loss.leaf(sums)
-            value[j] = val
-            if nd["left"] < 0:
-                leaf_ranges.append((nd["start"], nd["stop"], upd, sums))
-        return GrownTree(
-            feature=np.array([nd["feature"] for nd in nodes], dtype=np.int64),
-            threshold=np.array([nd["threshold"] for nd in nodes], dtype=np.float64),
-            left=np.array([nd["left"] for nd in nodes], dtype=np.int64),
-            right=np.array([nd["right"] for nd in nodes], dtype=np.int64),
-            value=value,
-            gain=np.array([nd["gain"] for nd in nodes], dtype=np.float64),
-            n_samples=np.array([nd["stop"] - nd["start"] for nd in nodes], dtype=np.int64),
-            leaf_ranges=leaf_ranges,
-        )
+@njit(cache=True)
+def leaf_sums_all(Y, cls, onehot, rows, leaf_of, n_leaves, K):
+    """Weighted sums (n_leaves, K) of the rows of each leaf, accumulated in row order."""
+    out = np.zeros((n_leaves, K))
+    for ii in range(rows.shape[0]):
+        i = rows[ii]
+        j = leaf_of[ii]
+        if onehot:
+            out[j, cls[i]] += Y[i, 0]
+        else:
+            for k in range(K):
+                out[j, k] += Y[i, k]
+    return out

@@ -3,12 +3,13 @@
 ``hist`` has shape (n_features, n_bins, K + C) float64: columns 0..K-1 hold the
 loss's weighted sums, columns K..K+C-1 the event counts (exact in float64 up to
 2**53 events), so that one bin is one contiguous record.  The kernels run in
-parallel over features; each feature is accumulated by one thread in row order,
+parallel over blocks of features (one block per thread, each reading a row's targets
+once for all its features); each feature is accumulated by one thread in row order,
 so results do not depend on the number of threads.  The subtraction trick
 (sibling = parent - child) is done in place in the parent's buffer.
 
-Before accumulating a node, its rows' targets are gathered into a contiguous
-buffer (``ordered``) so that every feature's pass reads them sequentially.
+Each thread makes one pass over the node's rows (in increasing row order, as the
+partition is stable) and reads each row's targets once for all features of its block.
 """
 
 from __future__ import annotations
@@ -17,93 +18,92 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
-def _gather(Y, rows, start, stop, out):
-    K = Y.shape[1]
-    for ii in prange(start, stop):
-        i = rows[ii]
+@njit(cache=True, inline="always")
+def _add_row(hist, f, b, Yo, r, K):
+    """hist[f, b, :K] += Yo[r], hist[f, b, K] += 1; unrolled for the common small K (one
+    parameter, linear or quadratic)."""
+    if K == 2:
+        hist[f, b, 0] += Yo[r, 0]
+        hist[f, b, 1] += Yo[r, 1]
+    elif K == 3:
+        hist[f, b, 0] += Yo[r, 0]
+        hist[f, b, 1] += Yo[r, 1]
+        hist[f, b, 2] += Yo[r, 2]
+    else:
         for k in range(K):
-            out[ii - start, k] = Y[i, k]
+            hist[f, b, k] += Yo[r, k]
+    hist[f, b, K] += 1.0
 
 
 @njit(cache=True, inline="always")
-def _add_row(h, b, Yo, r, K):
-    """h[b, :K] += Yo[r], h[b, K] += 1; unrolled for the common small K (one parameter,
-    linear or quadratic), which LLVM then hoists out of the row loop."""
+def _add_row_2d(h, b, Y, r, K):
     if K == 2:
-        h[b, 0] += Yo[r, 0]
-        h[b, 1] += Yo[r, 1]
+        h[b, 0] += Y[r, 0]
+        h[b, 1] += Y[r, 1]
     elif K == 3:
-        h[b, 0] += Yo[r, 0]
-        h[b, 1] += Yo[r, 1]
-        h[b, 2] += Yo[r, 2]
+        h[b, 0] += Y[r, 0]
+        h[b, 1] += Y[r, 1]
+        h[b, 2] += Y[r, 2]
     else:
         for k in range(K):
-            h[b, k] += Yo[r, k]
+            h[b, k] += Y[r, k]
     h[b, K] += 1.0
 
 
 @njit(parallel=True, cache=True)
-def _hist_dense(Xb, rows, start, stop, Yo, identity, hist):
+def _hist_dense(Xb, rows, start, stop, Y, identity, hist, n_groups):
+    """Features in ``n_groups`` contiguous blocks, one thread per block; a block reads
+    each row's targets once for all its features.  Every feature is still accumulated
+    by one thread in row order, so the grouping never changes a result."""
     n_features = Xb.shape[0]
-    K = Yo.shape[1]
-    for f in prange(n_features):
-        x = Xb[f]
-        h = hist[f]
-        if identity:
-            for ii in range(start, stop):
-                _add_row(h, x[ii], Yo, ii - start, K)
-        else:
-            for ii in range(start, stop):
-                _add_row(h, x[rows[ii]], Yo, ii - start, K)
-
-
-@njit(parallel=True, cache=True)
-def _gather_onehot(w, cls, rows, start, stop, wo, co):
-    for ii in prange(start, stop):
-        i = rows[ii]
-        wo[ii - start] = w[i]
-        co[ii - start] = cls[i]
-
-
-@njit(parallel=True, cache=True)
-def _hist_onehot(Xb, rows, start, stop, wo, co, identity, n_cls, hist):
-    n_features = Xb.shape[0]
-    for f in prange(n_features):
-        x = Xb[f]
-        h = hist[f]
+    K = Y.shape[1]
+    if identity:
+        # all rows in order: one sequential pass per feature is fastest
+        for f in prange(n_features):
+            x = Xb[f]
+            h = hist[f]
+            for i in range(start, stop):
+                _add_row_2d(h, x[i], Y, i, K)
+        return
+    for g in prange(n_groups):
+        f0 = g * n_features // n_groups
+        f1 = (g + 1) * n_features // n_groups
         for ii in range(start, stop):
-            b = x[ii] if identity else x[rows[ii]]
-            r = ii - start
-            k = co[r]
-            h[b, k] += wo[r]
-            h[b, n_cls + k] += 1.0
+            i = rows[ii]
+            for f in range(f0, f1):
+                _add_row(hist, f, Xb[f, i], Y, i, K)
 
 
-def build_histogram(Xb, rows, start, stop, Y, cls, onehot, n_sums, hist, buffer):
+@njit(parallel=True, cache=True)
+def _hist_onehot(Xb, rows, start, stop, w, cls, identity, n_cls, hist, n_groups):
+    n_features = Xb.shape[0]
+    for g in prange(n_groups):
+        f0 = g * n_features // n_groups
+        f1 = (g + 1) * n_features // n_groups
+        for ii in range(start, stop):
+            i = ii if identity else rows[ii]
+            k = cls[i]
+            wr = w[i]
+            for f in range(f0, f1):
+                b = Xb[f, i]
+                hist[f, b, k] += wr
+                hist[f, b, n_cls + k] += 1.0
+
+
+@njit(cache=True)
+def build_histogram(Xb, rows, start, stop, Y, cls, onehot, n_sums, hist, buffer, identity,
+                    n_threads=1):
     """Accumulate rows[start:stop] into the zeroed ``hist`` (see module docstring).
 
-    ``buffer`` is a float64 array with at least (stop - start) * max(Y.shape[1], 2)
-    elements, reused between nodes for the ordered targets (weights and classes for
-    the one-hot BPT layout).
+    ``buffer`` is unused (kept for the signature).  ``identity``: rows[start:stop] is
+    0..N-1.
+    ``n_threads``: the features are split into that many blocks (no effect on results).
     """
-    n = stop - start
-    identity = start == 0 and n == Y.shape[0] and _is_identity(rows)
+    g = max(1, min(Xb.shape[0], n_threads))
     if onehot:
-        if identity:
-            _hist_onehot(Xb, rows, start, stop, Y[:, 0], cls, True, n_sums, hist)
-            return
-        wo = buffer[:n]
-        co = buffer[n:2 * n].view(np.int64)
-        _gather_onehot(Y[:, 0], cls, rows, start, stop, wo, co)
-        _hist_onehot(Xb, rows, start, stop, wo, co, False, n_sums, hist)
-        return
-    if identity:
-        _hist_dense(Xb, rows, start, stop, Y, True, hist)
-        return
-    Yo = buffer[:n * Y.shape[1]].reshape(n, Y.shape[1])
-    _gather(Y, rows, start, stop, Yo)
-    _hist_dense(Xb, rows, start, stop, Yo, False, hist)
+        _hist_onehot(Xb, rows, start, stop, Y[:, 0], cls, identity, n_sums, hist, g)
+    else:
+        _hist_dense(Xb, rows, start, stop, Y, identity, hist, g)
 
 
 @njit(cache=True)

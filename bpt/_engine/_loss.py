@@ -35,11 +35,18 @@ def _softplus(x):
 
 
 @njit(cache=True)
-def node_score(kind, stats, K, P, min_samples, min_weight, scratch):
+def node_score(kind, stats, K, P, min_samples, min_weight, scratch, lam, ridge_a, ridge_e,
+               ridge_b):
     """Score of a node (higher is better); -inf if the node is not allowed.
 
     ``stats`` holds the K weighted sums, then the C event counts.  ``scratch`` is
-    a float64 work array of length >= K (no allocation here).
+    a float64 work array of length >= 2 K (no allocation here).  ``lam`` is the L2
+    penalty in the (scaled) weight units of ``stats``; see docs/concepts.md
+    "Regularisation".  BIT: ``|S'|^2 / (S0 + lam)``.  BPT with ``lam > 0``: minus the
+    node cross entropy plus ``lam / 2 |Delta|^2`` at the ridge leaf value
+    ``Delta = (V^T V + mu I)^-1 V^T ell``, ``mu = lam / h``, computed through the
+    eigen-decomposition ``V^T V = Q diag(e) Q^T`` given as ``ridge_a = Q^T V^T``,
+    ``ridge_e = e``, ``ridge_b = V Q``.
     """
     if kind == KIND_BIT:
         if stats[K] < min_samples:
@@ -50,6 +57,8 @@ def node_score(kind, stats, K, P, min_samples, min_weight, scratch):
         acc = 0.0
         for a in range(1, K):
             acc += stats[a] * stats[a]
+        if lam > 0.0:
+            return acc / (s0 + lam)
         return acc / s0
     # BPT: K = C = number of classes (nominal first)
     for c in range(K):
@@ -61,6 +70,26 @@ def node_score(kind, stats, K, P, min_samples, min_weight, scratch):
     for m in range(n):
         scratch[m] = math.log(stats[m + 1]) - log0
     loss = 0.0
+    if lam > 0.0:
+        h = 0.0
+        for k in range(n):
+            h += lam0 * stats[k + 1] / (lam0 + stats[k + 1])
+        mu = lam * n / h
+        T = ridge_e.shape[0]
+        z = scratch[n:n + T]
+        pen = 0.0
+        for j in range(T):
+            acc = 0.0
+            for m in range(n):
+                acc += ridge_a[j, m] * scratch[m]
+            z[j] = acc / (ridge_e[j] + mu)
+            pen += z[j] * z[j]
+        for k in range(n):
+            g = 0.0
+            for j in range(T):
+                g += ridge_b[k, j] * z[j]
+            loss += lam0 * _softplus(g) + stats[k + 1] * _softplus(-g)
+        return -(loss + 0.5 * lam * pen)
     for k in range(n):
         g = 0.0
         for m in range(n):
@@ -101,48 +130,54 @@ def add_leaf_log_ratio(g_nom, g_own, nom_index, cls, rows, leaf_of, upd, eta):
             g_own[i] += eta * u[k - 1]
 
 
-def leaf_layout(tree, n):
-    """Per position in ``rows``: the index of its leaf; and the leaves' update vectors."""
-    leaf_of = np.empty(n, dtype=np.int64)
-    upd = np.empty((len(tree.leaf_ranges), tree.leaf_ranges[0][2].shape[0]))
-    for j, (start, stop, u, _) in enumerate(tree.leaf_ranges):
-        leaf_of[start:stop] = j
-        upd[j] = u
-    return leaf_of, upd
-
-
 class BITLoss:
-    """Quadratic (Fisher-information) loss of the Boosted Information Tree."""
+    """Quadratic (Fisher-information) loss of the Boosted Information Tree.
+
+    ``lam``: L2 penalty on the leaf value (transformed space), in the units of the
+    scaled SM weights: leaf ``S' / (S0 + lam)``, score ``|S'|^2 / (S0 + lam)``.
+    """
 
     kind = KIND_BIT
     onehot = False
 
-    def __init__(self, U):
+    def __init__(self, U, lam=0.0):
         self.U = np.asarray(U, dtype=np.float64)          # M = U^T U
         self.U_inv = np.linalg.inv(self.U)
         self.n_terms = self.U.shape[0]
         self.n_sums = self.n_terms + 1
         self.n_counts = 1
         self.P = np.zeros((1, 1))
+        self.lam = float(lam)
+        self.ridge_a = np.zeros((1, 1))
+        self.ridge_e = np.zeros(1)
+        self.ridge_b = np.zeros((1, 1))
 
     def leaf(self, sums):
         """(value stored in the tree, vector used for the boosting update)."""
-        delta_t = sums[1:] / sums[0]                        # transformed space
-        return self.U_inv @ delta_t, delta_t
+        value, upd = self.leaf_values(np.asarray(sums, dtype=np.float64)[None, :])
+        return value[0], upd[0]
+
+    def leaf_values(self, sums):
+        """Per node (rows of ``sums``, (m, K)): the stored values (m, n_terms) and the
+        boosting update vectors (m, n_terms) in the transformed space."""
+        s0 = sums[:, 0] + self.lam if self.lam > 0 else sums[:, 0]
+        delta_t = sums[:, 1:] / s0[:, None]                 # transformed space
+        return delta_t @ self.U_inv.T, delta_t
 
     # boosting state: the working targets data.Y are the residuals c' - c0 F'
     def start(self, data):
         self.weight_ = float(data.Y[:, 0].sum())
         self.loss_ = 0.0
 
-    def update(self, data, rows, tree, eta):
-        leaf_of, upd = leaf_layout(tree, rows.shape[0])
-        update_bit(data.Y, rows, leaf_of, upd, eta)
+    def update(self, data, tree, eta):
+        update_bit(data.Y, tree.update_rows, tree.leaf_of, tree.leaf_update, eta)
 
     def end_tree(self, data, tree, eta):
-        """Training loss after the tree: L drops by eta (2 - eta) sum_leaves |S'|^2 / S0."""
-        gain = sum(s[0] * float(u @ u) for _, _, u, s in tree.leaf_ranges)
-        self.loss_ -= eta * (2.0 - eta) * gain / self.weight_
+        """Training loss after the tree: a leaf with sums (S0, S') and update u lowers the
+        loss by 2 eta u.S' - eta^2 S0 |u|^2 (eta (2 - eta) |S'|^2 / S0 for u = S'/S0)."""
+        s, u = tree.leaf_sums, tree.leaf_update
+        drop = 2.0 * eta * np.sum(u * s[:, 1:]) - eta * eta * np.sum(s[:, 0] * np.sum(u * u, 1))
+        self.loss_ -= drop / self.weight_
         return self.loss_
 
     def model_loss(self, C, F):
@@ -150,12 +185,17 @@ class BITLoss:
 
 
 class BPTLoss:
-    """Cross-entropy loss of the Boosted Parametric Tree with closed-form leaves."""
+    """Cross-entropy loss of the Boosted Parametric Tree with closed-form leaves.
+
+    ``lam``: L2 penalty ``lam / 2 |Delta|^2`` on the leaf value, in the units of the
+    scaled weights; the leaf is the ridge form of the closed form (docs/concepts.md
+    "Regularisation").
+    """
 
     kind = KIND_BPT
     onehot = True
 
-    def __init__(self, V):
+    def __init__(self, V, lam=0.0):
         V = np.asarray(V, dtype=np.float64)                 # (n_base_points, n_terms)
         self.V = V
         self.H = np.linalg.solve(V.T @ V, V.T)              # (V^T V)^-1 V^T
@@ -163,11 +203,29 @@ class BPTLoss:
         self.n_terms = V.shape[1]
         self.n_sums = V.shape[0] + 1
         self.n_counts = V.shape[0] + 1
+        self.lam = float(lam)
+        e, Q = np.linalg.eigh(V.T @ V)
+        self.Q = Q
+        self.ridge_a = np.ascontiguousarray(Q.T @ V.T)     # (n_terms, n_base_points)
+        self.ridge_e = np.ascontiguousarray(e)
+        self.ridge_b = np.ascontiguousarray(V @ Q)         # (n_base_points, n_terms)
 
     def leaf(self, sums):
-        ell = np.log(sums[1:] / sums[0])
-        delta = self.H @ ell
-        return delta, self.V @ delta
+        value, upd = self.leaf_values(np.asarray(sums, dtype=np.float64)[None, :])
+        return value[0], upd[0]
+
+    def leaf_values(self, sums):
+        """Per node (rows of ``sums``): Delta (m, n_terms) and V Delta (m, n_base_points)."""
+        ell = np.log(sums[:, 1:] / sums[:, :1])
+        if self.lam > 0:
+            lam0, lamk = sums[:, :1], sums[:, 1:]
+            h = np.mean(lam0 * lamk / (lam0 + lamk), axis=1)
+            mu = self.lam / h
+            z = (ell @ self.ridge_a.T) / (self.ridge_e[None, :] + mu[:, None])
+            delta = z @ self.Q.T
+        else:
+            delta = ell @ self.H.T
+        return delta, delta @ self.V.T
 
     # boosting state: fitted log ratios g_nom (nominal events x base points) and g_own
     # (each other event at its own base point); data.Y[:, 0] = w_i exp(-g_own[i])
@@ -182,10 +240,9 @@ class BPTLoss:
         n = self.V.shape[0]
         return float(n * w[cls == 0].sum() + w[cls > 0].sum())
 
-    def update(self, data, rows, tree, eta):
-        leaf_of, upd = leaf_layout(tree, rows.shape[0])
-        add_leaf_log_ratio(self.g_nom_, self.g_own_, self.nom_index_, data.cls, rows, leaf_of,
-                           upd, eta)
+    def update(self, data, tree, eta):
+        add_leaf_log_ratio(self.g_nom_, self.g_own_, self.nom_index_, data.cls,
+                           tree.update_rows, tree.leaf_of, tree.leaf_update, eta)
 
     def end_tree(self, data, tree, eta):
         """Reweight the base-point events and return the cross entropy per unit weight."""

@@ -3,7 +3,10 @@
 Node ``j`` of the ensemble: ``feature[j]`` (-1 for a leaf), ``threshold[j]``
 (go left if x <= threshold), ``left[j]``/``right[j]`` (global node ids),
 ``value[j]`` (the node's prediction, already multiplied by the tree's learning
-rate).  Tree ``t`` starts at node ``tree_start[t]``.  Predictions are float64.
+rate), ``missing_go_left[j]`` (where a NaN goes; for arrays saved before it existed,
+NaN goes to the child with more training events).  Tree ``t`` starts at node
+``tree_start[t]``.  X may be float32 or float64 (compared in float64); predictions are
+float64.
 """
 
 from __future__ import annotations
@@ -13,42 +16,54 @@ from numba import njit, prange
 
 
 @njit(cache=True, inline="always")
-def _leaf(X, i, j, feature, threshold, left, right):
-    """Leaf reached by row i from node j (go left if x <= threshold)."""
+def goes_left(X, i, j, feature, threshold, mleft):
+    """The decision of node j for row i: left if x <= threshold, a NaN as ``mleft[j]``."""
+    x = np.float64(X[i, feature[j]])
+    if x <= threshold[j]:
+        return True
+    if x > threshold[j]:
+        return False
+    return mleft[j]
+
+
+@njit(cache=True, inline="always")
+def _leaf(X, i, j, feature, threshold, left, right, mleft):
+    """Leaf reached by row i from node j."""
     while feature[j] >= 0:
-        if X[i, feature[j]] <= threshold[j]:
-            j = left[j]
-        else:
-            j = right[j]
+        j = left[j] if goes_left(X, i, j, feature, threshold, mleft) else right[j]
     return j
 
 
 @njit(parallel=True, cache=True)
-def _predict(X, feature, threshold, left, right, value, tree_start, t0, t1, out):
+def _predict(X, feature, threshold, left, right, mleft, value, tree_start, t0, t1, out):
     n_out = value.shape[1]
     for i in prange(X.shape[0]):
         for t in range(t0, t1):
-            j = _leaf(X, i, tree_start[t], feature, threshold, left, right)
+            j = _leaf(X, i, tree_start[t], feature, threshold, left, right, mleft)
             for a in range(n_out):
                 out[i, a] += value[j, a]
 
 
 @njit(parallel=True, cache=True)
-def _apply(X, feature, threshold, left, right, tree_start, out):
+def _apply(X, feature, threshold, left, right, mleft, tree_start, out):
     for i in prange(X.shape[0]):
         for t in range(tree_start.shape[0]):
-            out[i, t] = _leaf(X, i, tree_start[t], feature, threshold, left, right)
+            out[i, t] = _leaf(X, i, tree_start[t], feature, threshold, left, right, mleft)
 
 
 class TreeEnsemble:
     """Flat arrays of all trees; append trees while boosting, predict at once."""
 
-    NODE_FIELDS = ("feature", "threshold", "left", "right", "value", "gain", "n_samples")
+    NODE_FIELDS = ("feature", "threshold", "left", "right", "value", "gain", "n_samples",
+                   "missing_go_left")
     FIELDS = NODE_FIELDS + ("tree_start", "learning_rates")
+    # absent from files written before them: from_arrays fills their default
+    OPTIONAL_FIELDS = ("missing_go_left",)
     # the one dtype table of the ensemble arrays (built, saved, loaded and checked with it)
     DTYPES = {"feature": np.int64, "threshold": np.float64, "left": np.int64,
               "right": np.int64, "value": np.float64, "gain": np.float64,
-              "n_samples": np.int64, "tree_start": np.int64, "learning_rates": np.float64}
+              "n_samples": np.int64, "missing_go_left": np.bool_, "tree_start": np.int64,
+              "learning_rates": np.float64}
 
     def __init__(self, n_out):
         self.n_out = n_out
@@ -58,6 +73,10 @@ class TreeEnsemble:
     @classmethod
     def from_arrays(cls, arrays):
         ens = cls(arrays["value"].shape[1])
+        arrays = dict(arrays)
+        if "missing_go_left" not in arrays:
+            arrays["missing_go_left"] = default_missing_go_left(
+                arrays["left"], arrays["right"], arrays["n_samples"])
         ens._flat = {k: np.ascontiguousarray(arrays[k]) for k in cls.FIELDS}
         ens._parts = None         # a loaded ensemble is read-only
         return ens
@@ -103,6 +122,7 @@ class TreeEnsemble:
             fields["value"].append(tree.value * rate)
             fields["gain"].append(tree.gain)
             fields["n_samples"].append(tree.n_samples)
+            fields["missing_go_left"].append(tree.missing_go_left)
             offset += tree.feature.shape[0]
         out = {}
         for k, xs in fields.items():
@@ -121,13 +141,24 @@ class TreeEnsemble:
         if out is None:
             out = np.zeros((X.shape[0], self.n_out))
         if stop > start:
-            _predict(X, a["feature"], a["threshold"], a["left"], a["right"], a["value"],
-                     a["tree_start"], start, stop, out)
+            _predict(X, a["feature"], a["threshold"], a["left"], a["right"],
+                     a["missing_go_left"], a["value"], a["tree_start"], start, stop, out)
         return out
 
     def apply(self, X):
         """Leaf node id (global) of every row in every tree: (N, n_trees) int64."""
         a = self.arrays
         out = np.empty((X.shape[0], self.n_trees), dtype=np.int64)
-        _apply(X, a["feature"], a["threshold"], a["left"], a["right"], a["tree_start"], out)
+        _apply(X, a["feature"], a["threshold"], a["left"], a["right"], a["missing_go_left"],
+               a["tree_start"], out)
         return out
+
+
+def default_missing_go_left(left, right, n_samples):
+    """Missing-value sides for ensembles saved without them: the child with more
+    training events (ties: left), the rule the grower uses where a node saw no NaN."""
+    left = np.asarray(left)
+    internal = left >= 0
+    nl = np.where(internal, n_samples[np.maximum(left, 0)], 0)
+    nr = np.where(internal, n_samples[np.maximum(np.asarray(right), 0)], 0)
+    return internal & (nl >= nr)

@@ -5,9 +5,16 @@ only if its gain is strictly larger, so among equal gains the smallest
 threshold (and then the smallest feature index) wins.  A split is accepted only
 if both children are valid for the loss and the gain is positive.
 
-* ``find_split_hist`` scans bin boundaries of the node's histogram.
+* ``find_split_hist`` scans bin boundaries of the node's histogram.  When the node
+  holds events with a missing value (NaN, bin ``missing_code``) of a feature, each
+  boundary is tried with the missing events on the right, then on the left, and the
+  split "every non-missing value left, missing right" is tried too (as
+  scikit-learn's HistGradientBoosting does).
 * ``find_split_exact`` sorts the node's rows per feature and scans every
-  boundary between distinct values (reference mode, for small data).
+  boundary between distinct values (reference mode, for small data; no NaN).
+
+The loss is given as ``lp = (P, lam, ridge_a, ridge_e, ridge_b)`` (see
+``_loss.node_score``).
 """
 
 from __future__ import annotations
@@ -27,112 +34,154 @@ PARALLEL_WORK = 1 << 18
 
 
 @njit(cache=True, inline="always")
-def _candidate_gain(ls, rs, tot, K, kind, P, min_samples, min_weight, parent, scratch):
+def score(kind, stats, K, lp, min_samples, min_weight, scratch):
+    return node_score(kind, stats, K, lp[0], min_samples, min_weight, scratch, lp[1], lp[2],
+                      lp[3], lp[4])
+
+
+@njit(cache=True, inline="always")
+def _candidate_gain(ls, rs, tot, K, kind, lp, min_samples, min_weight, parent, scratch):
     """Gain of the split with left stats ``ls`` (right = tot - ls, written to ``rs``);
     -inf if a child is not allowed."""
     for k in range(tot.shape[0]):
         rs[k] = tot[k] - ls[k]
-    sl = node_score(kind, ls, K, P, min_samples, min_weight, scratch)
+    sl = score(kind, ls, K, lp, min_samples, min_weight, scratch)
     if sl == -np.inf:
         return sl
-    sr = node_score(kind, rs, K, P, min_samples, min_weight, scratch)
+    sr = score(kind, rs, K, lp, min_samples, min_weight, scratch)
     if sr == -np.inf:
         return sr
     return sl + sr - parent
 
 
 @njit(cache=True)
-def _scan_feature(h, nb, tot, K, kind, P, min_samples, min_weight, parent, f, best_gain,
-                  best_bin, best_left):
+def _scan_feature(h, nb, mcode, tot, K, kind, lp, min_samples, min_weight, parent, j,
+                  best_gain, best_bin, best_mleft, best_left):
     M = tot.shape[0]
     ls = np.zeros(M)
+    lm = np.empty(M)
     rs = np.empty(M)
-    scratch = np.empty(K)
-    for b in range(nb - 1):
+    scratch = np.empty(2 * K + 2)
+    n_missing = 0.0
+    for k in range(K, M):
+        n_missing += h[mcode, k]
+    has_missing = n_missing > 0.0
+    last = nb if has_missing else nb - 1
+    for b in range(last):
         for k in range(M):
             ls[k] += h[b, k]
-        gain = _candidate_gain(ls, rs, tot, K, kind, P, min_samples, min_weight, parent,
+        gain = _candidate_gain(ls, rs, tot, K, kind, lp, min_samples, min_weight, parent,
                                scratch)
-        if gain > best_gain[f]:
-            best_gain[f] = gain
-            best_bin[f] = b
-            best_left[f] = ls
+        if gain > best_gain[j]:
+            best_gain[j] = gain
+            best_bin[j] = b
+            best_mleft[j] = False
+            best_left[j] = ls
+        if has_missing:
+            for k in range(M):
+                lm[k] = ls[k] + h[mcode, k]
+            gain = _candidate_gain(lm, rs, tot, K, kind, lp, min_samples, min_weight, parent,
+                                   scratch)
+            if gain > best_gain[j]:
+                best_gain[j] = gain
+                best_bin[j] = b
+                best_mleft[j] = True
+                best_left[j] = lm
+    return has_missing
 
 
 @njit(parallel=True, cache=True)
-def _scan_parallel(hist, n_bins, tot, K, kind, P, min_samples, min_weight, parent,
-                   best_gain, best_bin, best_left):
-    for f in prange(hist.shape[0]):
-        _scan_feature(hist[f], n_bins[f], tot, K, kind, P, min_samples, min_weight, parent,
-                      f, best_gain, best_bin, best_left)
+def _scan_parallel(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
+                   parent, best_gain, best_bin, best_mleft, best_left, best_has_missing):
+    for j in prange(feats.shape[0]):
+        f = feats[j]
+        best_has_missing[j] = _scan_feature(
+            hist[f], n_bins[f], mcode, tot, K, kind, lp, min_samples, min_weight, parent, j,
+            best_gain, best_bin, best_mleft, best_left)
 
 
 @njit(cache=True)
-def _scan_serial(hist, n_bins, tot, K, kind, P, min_samples, min_weight, parent,
-                 best_gain, best_bin, best_left):
-    for f in range(hist.shape[0]):
-        _scan_feature(hist[f], n_bins[f], tot, K, kind, P, min_samples, min_weight, parent,
-                      f, best_gain, best_bin, best_left)
+def _scan_serial(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
+                 parent, best_gain, best_bin, best_mleft, best_left, best_has_missing):
+    for j in range(feats.shape[0]):
+        f = feats[j]
+        best_has_missing[j] = _scan_feature(
+            hist[f], n_bins[f], mcode, tot, K, kind, lp, min_samples, min_weight, parent, j,
+            best_gain, best_bin, best_mleft, best_left)
 
 
-def find_split_hist(hist, n_bins, tot, K, kind, P, min_samples, min_weight):
-    """Return (feature, bin, gain, left_stats); feature -1 if no valid split.
+@njit(cache=True)
+def find_split_hist(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight):
+    """Best split of a node among the features ``feats`` (increasing int64 indices).
 
-    ``hist`` is (n_features, n_bins, K + C), ``tot`` the node's stats (K + C).
+    ``hist`` is (n_features, n_bins_max + 1, K + C) with the missing values in bin
+    ``mcode``; ``tot`` the node's stats (K + C).  Returns (feature, bin,
+    missing_left, has_missing, gain, left_stats); feature -1 if no valid split.
     """
-    n_features, _, M = hist.shape
-    parent = node_score(kind, tot, K, P, min_samples, min_weight, np.empty(K))
-    best_gain = np.full(n_features, -np.inf)
-    best_bin = np.full(n_features, -1, dtype=np.int64)
-    best_left = np.zeros((n_features, M))
+    nf = feats.shape[0]
+    M = tot.shape[0]
+    parent = score(kind, tot, K, lp, min_samples, min_weight, np.empty(2 * K + 2))
+    best_gain = np.full(nf, -np.inf)
+    best_bin = np.full(nf, -1, dtype=np.int64)
+    best_mleft = np.zeros(nf, dtype=np.bool_)
+    best_has = np.zeros(nf, dtype=np.bool_)
+    best_left = np.zeros((nf, M))
     # a BPT candidate costs O(n_base_points^2) plus logarithms: always worth threads
-    work = hist.size * (64 if kind == KIND_BPT else max(K // 8, 1))
-    scan = _scan_parallel if work >= PARALLEL_WORK else _scan_serial
-    scan(hist, n_bins, tot, K, kind, P, min_samples, min_weight, parent, best_gain, best_bin,
-         best_left)
-    return _pick(best_gain, best_bin, best_left, parent)
+    work = nf * hist.shape[1] * M * (64 if kind == KIND_BPT else max(K // 8, 1))
+    if work >= PARALLEL_WORK:
+        _scan_parallel(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
+                       parent, best_gain, best_bin, best_mleft, best_left, best_has)
+    else:
+        _scan_serial(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
+                     parent, best_gain, best_bin, best_mleft, best_left, best_has)
+    jbest = _pick(best_gain, parent)
+    if jbest < 0:
+        return -1, -1, False, False, 0.0, best_left[0]
+    return (feats[jbest], best_bin[jbest], best_mleft[jbest], best_has[jbest],
+            best_gain[jbest], best_left[jbest])
 
 
 @njit(cache=True)
-def _pick(best_gain, best_pos, best_left, parent):
-    fbest = -1
+def _pick(best_gain, parent):
+    """Index of the first largest gain if it is positive beyond round-off, else -1."""
+    jbest = -1
     g = -np.inf
-    for f in range(best_gain.shape[0]):
-        if best_gain[f] > g:
-            g = best_gain[f]
-            fbest = f
+    for j in range(best_gain.shape[0]):
+        if best_gain[j] > g:
+            g = best_gain[j]
+            jbest = j
     tol = GAIN_RTOL * max(abs(parent), 1e-300)
-    if fbest < 0 or not (g > tol):
-        return -1, -1, 0.0, best_left[0]
-    return fbest, best_pos[fbest], g, best_left[fbest]
+    if jbest < 0 or not (g > tol):
+        return -1
+    return jbest
 
 
 @njit(parallel=True, cache=True)
-def find_split_exact(X, rows, start, stop, Y, cls, onehot, tot, K, kind, P, min_samples,
-                     min_weight):
+def find_split_exact(X, rows, start, stop, Y, cls, onehot, tot, K, kind, lp, min_samples,
+                     min_weight, feats):
     """Return (feature, threshold_lo, threshold_hi, gain, left_stats).
 
     The split sends x <= threshold_lo to the left; threshold_hi is the next
     distinct value (the caller places the stored threshold between them).
     """
-    n_features = X.shape[1]
+    nf = feats.shape[0]
     M = tot.shape[0]
     n = stop - start
-    parent = node_score(kind, tot, K, P, min_samples, min_weight, np.empty(K))
-    best_gain = np.full(n_features, -np.inf)
-    best_pos = np.full(n_features, -1, dtype=np.int64)
-    best_lo = np.zeros(n_features)
-    best_hi = np.zeros(n_features)
-    best_left = np.zeros((n_features, M))
+    parent = score(kind, tot, K, lp, min_samples, min_weight, np.empty(2 * K + 2))
+    best_gain = np.full(nf, -np.inf)
+    best_lo = np.zeros(nf)
+    best_hi = np.zeros(nf)
+    best_left = np.zeros((nf, M))
     node_rows = rows[start:stop]
-    for f in prange(n_features):
+    for jf in prange(nf):
+        f = feats[jf]
         vals = np.empty(n)
         for j in range(n):
             vals[j] = X[node_rows[j], f]
         order = np.argsort(vals, kind="mergesort")
         ls = np.zeros(M)
         rs = np.empty(M)
-        scratch = np.empty(K)
+        scratch = np.empty(2 * K + 2)
         for j in range(n - 1):
             i = node_rows[order[j]]
             if onehot:
@@ -146,15 +195,14 @@ def find_split_exact(X, rows, start, stop, Y, cls, onehot, tot, K, kind, P, min_
             hi = vals[order[j + 1]]
             if not (lo < hi):
                 continue
-            gain = _candidate_gain(ls, rs, tot, K, kind, P, min_samples, min_weight, parent,
+            gain = _candidate_gain(ls, rs, tot, K, kind, lp, min_samples, min_weight, parent,
                                    scratch)
-            if gain > best_gain[f]:
-                best_gain[f] = gain
-                best_pos[f] = j
-                best_lo[f] = lo
-                best_hi[f] = hi
-                best_left[f] = ls
-    fbest, _, g, left = _pick(best_gain, best_pos, best_left, parent)
-    if fbest < 0:
-        return -1, 0.0, 0.0, 0.0, left
-    return fbest, best_lo[fbest], best_hi[fbest], g, left
+            if gain > best_gain[jf]:
+                best_gain[jf] = gain
+                best_lo[jf] = lo
+                best_hi[jf] = hi
+                best_left[jf] = ls
+    jbest = _pick(best_gain, parent)
+    if jbest < 0:
+        return -1, 0.0, 0.0, 0.0, best_left[0]
+    return feats[jbest], best_lo[jbest], best_hi[jbest], best_gain[jbest], best_left[jbest]

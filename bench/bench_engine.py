@@ -1,0 +1,79 @@
+"""The tree engine: fit speed against LightGBM, thread scaling, regularisation overhead.
+
+    PYTHONPATH=. python bench/bench_engine.py            # this checkout's bpt
+    PYTHONPATH=/path/to/other/checkout python bench/bench_engine.py --no-options
+                                                         # an older engine, same data
+
+(``PYTHONPATH`` makes the checkout's ``bpt`` win over an installed one.)  Cases, each
+best of ``--repeat`` fits after a warm-up fit, all in one run:
+  BIT  700k x 10, 1 parameter linear, depth 4, 20 trees, 255 bins (bench_bit case A data)
+  BPT  7 samples x 100k x 10, 1 nuisance quadratic, depth 4, 20 trees (bench_bpt data)
+each with n_jobs=2 and n_jobs=1 and LightGBM on the same rows (both threads); and the BIT
+fit with l2_regularization, subsample=0.8 and max_features=0.8 (skipped by --no-options).
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import best_of, ratio  # noqa: E402
+
+import bpt  # noqa: E402
+from bench_bit import data_a  # noqa: E402
+from bench_bpt import data as data_bpt  # noqa: E402
+
+N_CPU = os.cpu_count()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-options", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    import lightgbm as lgb
+    r = args.repeat
+    n = 70_000 if args.quick else 700_000
+    print(f"bpt from {os.path.dirname(bpt.__file__)}, {N_CPU} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    X, y = data_a(n, 10)
+    kw = dict(n_parameters=1, order=1, n_estimators=20, learning_rate=0.2, max_depth=4,
+              min_samples_leaf=50, max_bins=255)
+    times = {}
+    for jobs in (2, 1):
+        est = bpt.BoostedInformationTree(n_jobs=jobs, **kw)
+        est.fit(X[:5000], y[:5000])
+        times[jobs], _ = best_of(lambda: est.fit(X, y), r)
+    lgbm = lgb.LGBMRegressor(n_estimators=20, learning_rate=0.2, max_depth=4, num_leaves=16,
+                             min_child_samples=50, max_bin=255, min_child_weight=0.0,
+                             n_jobs=N_CPU, verbose=-1)
+    t_lgb, _ = best_of(lambda: lgbm.fit(X, y[:, 1] / y[:, 0], sample_weight=y[:, 0]), r)
+    print(f"BIT {n} x 10 depth 4, 20 trees: n_jobs=2 {times[2]:.3f} s, n_jobs=1 "
+          f"{times[1]:.3f} s (speed-up {ratio(times[1], times[2]):.2f}), LightGBM "
+          f"{t_lgb:.3f} s, ratio BIT/LightGBM = {ratio(times[2], t_lgb):.2f}")
+    if not args.no_options:
+        est = bpt.BoostedInformationTree(n_jobs=2, l2_regularization=1e-3, subsample=0.8,
+                                         max_features=0.8, random_state=0, **kw)
+        est.fit(X[:5000], y[:5000])
+        t_opt, _ = best_of(lambda: est.fit(X, y), r)
+        print(f"BIT with l2_regularization=1e-3, subsample=0.8, max_features=0.8: "
+              f"{t_opt:.3f} s ({ratio(t_opt, times[2]):.2f} x all options off)")
+    m = 10_000 if args.quick else 100_000
+    Xb, nu = data_bpt(m)
+    bt = {}
+    for jobs in (2, 1):
+        est = bpt.BoostedParametricTree(n_nuisances=1, order=2, n_estimators=20, max_depth=4,
+                                        min_samples_leaf=50, max_bins=255, n_jobs=jobs)
+        est.fit(Xb[::50], nu[::50])
+        bt[jobs], _ = best_of(lambda: est.fit(Xb, nu), r)
+    clf = lgb.LGBMClassifier(n_estimators=20, learning_rate=0.2, max_depth=4, num_leaves=16,
+                             min_child_samples=50, max_bin=255, n_jobs=N_CPU, verbose=-1)
+    t_lgbc, _ = best_of(lambda: clf.fit(Xb, (nu[:, 0] != 0).astype(int)), r)
+    print(f"BPT 7 x {m} x 10 depth 4, 20 trees: n_jobs=2 {bt[2]:.3f} s, n_jobs=1 "
+          f"{bt[1]:.3f} s (speed-up {ratio(bt[1], bt[2]):.2f}), LightGBM {t_lgbc:.3f} s, "
+          f"ratio BPT/LightGBM = {ratio(bt[2], t_lgbc):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Loss stage: L2 leaf values equal their closed forms; scale invariance; truth."""
+
+import numpy as np
+import pytest
+from conftest import bit_quadratic_model, bpt_gaussian_samples, bpt_monomials
+
+from bpt import BoostedInformationTree as BIT
+from bpt import BoostedParametricTree as BPT
+
+
+def test_bit_l2_single_leaf_is_the_shrunk_weighted_mean():
+    X, y, _ = bit_quadratic_model(5_000, seed=3)
+    l2 = 0.25
+    est = BIT(n_parameters=2, n_estimators=1, learning_rate=1.0, max_depth=0,
+              l2_regularization=l2).fit(X, y)
+    # leaf S'/(S0 + lam), lam = l2 * sum|c0|; back-transformed: sum c_A / (sum c0 + lam)
+    expected = y[:, 1:].sum(axis=0) / (y[:, 0].sum() + l2 * np.abs(y[:, 0]).sum())
+    np.testing.assert_allclose(est.predict(X[:3]), np.tile(expected, (3, 1)), rtol=1e-12)
+
+
+def test_bpt_l2_single_leaf_is_the_ridge_closed_form():
+    X, nu, w = bpt_gaussian_samples(2_000, seed=4)
+    l2 = 0.3
+    est = BPT(n_nuisances=2, n_estimators=1, max_depth=0, l2_regularization=l2).fit(X, nu, w)
+    V = bpt_monomials(est.base_points_)
+    nominal = np.all(nu == 0, axis=1)
+    lam0 = w[nominal].sum()
+    lamk = np.array([w[np.all(nu == p, axis=1)].sum() for p in est.base_points_])
+    ell = np.log(lamk / lam0)
+    h = np.mean(lam0 * lamk / (lam0 + lamk))
+    mu = l2 * np.abs(w).sum() / h
+    expected = np.linalg.solve(V.T @ V + mu * np.eye(V.shape[1]), V.T @ ell)
+    np.testing.assert_allclose(est.predict(X[:3]), np.tile(expected, (3, 1)), rtol=1e-10)
+    # the penalty shrinks: |Delta| smaller than the unregularised closed form
+    plain = np.linalg.solve(V.T @ V, V.T @ ell)
+    assert np.linalg.norm(expected) < np.linalg.norm(plain)
+
+
+@pytest.mark.parametrize("make", ["bit", "bpt"])
+def test_l2_model_invariant_to_overall_weight_scale(make):
+    if make == "bit":
+        X, y, _ = bit_quadratic_model(8_000, seed=5)
+        kw = dict(n_parameters=2, n_estimators=5, max_depth=3, l2_regularization=0.01,
+                  random_state=0)
+        a = BIT(**kw).fit(X, y).predict(X[:200])
+        b = BIT(**kw).fit(X, y * 1234.567).predict(X[:200])
+    else:
+        X, nu, w = bpt_gaussian_samples(3_000, seed=6)
+        kw = dict(n_nuisances=2, n_estimators=5, max_depth=3, l2_regularization=0.01,
+                  min_weight_leaf=0.0, random_state=0)
+        a = BPT(**kw).fit(X, nu, w).predict(X[:200])
+        b = BPT(**kw).fit(X, nu, w * 1234.567).predict(X[:200])
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_regularised_stochastic_fit_converges_to_truth():
+    X, y, _ = bit_quadratic_model(60_000, seed=1)
+    est = BIT(n_parameters=2, order=2, n_estimators=150, learning_rate=0.2, max_depth=4,
+              min_samples_leaf=100, random_state=0, l2_regularization=1e-3, subsample=0.7,
+              max_features=0.67).fit(X, y)
+    Xt, _, truth = bit_quadratic_model(20_000, seed=2)
+    rms = np.sqrt(np.mean((est.predict(Xt) - truth) ** 2, axis=0))
+    assert np.all(rms < 0.05), rms
+    # the training loss bookkeeping (leaf sums of all rows, L2 leaves) is exact
+    assert -est.score(X, y) == pytest.approx(est.train_loss_[-1], rel=1e-8)
+
+
+def test_l2_shrinks_small_leaves_more():
+    # two groups of very different size (R = 0.5 and 1.0): each leaf is
+    # S'/(S0 + lam), so the small group's value is pulled further towards zero
+    X = np.concatenate([np.zeros(9_000), np.ones(1_000)])[:, None]
+    w = np.ones(10_000)
+    y = np.column_stack([w, np.where(X[:, 0] > 0, 1.0, 0.5) * w])
+    est = BIT(n_parameters=1, order=1, n_estimators=1, learning_rate=1.0, max_depth=1,
+              min_samples_leaf=10, l2_regularization=0.01).fit(X, y)
+    assert est.ensemble_.arrays["feature"][0] == 0
+    lam = 0.01 * 10_000
+    p = est.predict(np.array([[0.0], [1.0]]))[:, 0]
+    np.testing.assert_allclose(p, [0.5 * 9_000 / (9_000 + lam), 1_000 / (1_000 + lam)],
+                               rtol=1e-12)
