@@ -110,11 +110,11 @@ def test_subsampled_trees_update_every_row():
     # train_loss_ is booked from the leaf sums of all rows; it equals the model loss
     X, y, _ = bit_quadratic_model(20_000, seed=6)
     est = BIT(n_parameters=2, n_estimators=8, max_depth=3, subsample=0.3,
-              random_state=0).fit(X, y)
+              random_state=0, early_stopping=False).fit(X, y)
     assert -est.score(X, y) == pytest.approx(est.train_loss_[-1], rel=1e-9)
     Xb, nub, wb = bpt_gaussian_samples(3_000, seed=7)
     bp = BPT(n_nuisances=2, n_estimators=6, max_depth=3, subsample=0.5,
-             random_state=0).fit(Xb, nub, wb)
+             random_state=0, early_stopping=False).fit(Xb, nub, wb)
     assert -bp.score(Xb, nub, wb) == pytest.approx(bp.train_loss_[-1], rel=1e-9)
 
 

@@ -57,7 +57,7 @@ def test_regularised_stochastic_fit_converges_to_truth():
     X, y, _ = bit_quadratic_model(60_000, seed=1)
     est = BIT(n_parameters=2, order=2, n_estimators=150, learning_rate=0.2, max_depth=4,
               min_samples_leaf=100, random_state=0, l2_regularization=1e-3, subsample=0.7,
-              max_features=0.67).fit(X, y)
+              max_features=0.67, early_stopping=False).fit(X, y)
     Xt, _, truth = bit_quadratic_model(20_000, seed=2)
     rms = np.sqrt(np.mean((est.predict(Xt) - truth) ** 2, axis=0))
     assert np.all(rms < 0.05), rms
@@ -72,7 +72,7 @@ def test_l2_shrinks_small_leaves_more():
     w = np.ones(10_000)
     y = np.column_stack([w, np.where(X[:, 0] > 0, 1.0, 0.5) * w])
     est = BIT(n_parameters=1, order=1, n_estimators=1, learning_rate=1.0, max_depth=1,
-              min_samples_leaf=10, l2_regularization=0.01).fit(X, y)
+              min_samples_leaf=10, l2_regularization=0.01, early_stopping=False).fit(X, y)
     assert est.ensemble_.arrays["feature"][0] == 0
     lam = 0.01 * 10_000
     p = est.predict(np.array([[0.0], [1.0]]))[:, 0]
