@@ -77,13 +77,23 @@ def _hist_dense(Xb, rows, start, stop, Y, identity, hist, n_groups):
 @njit(parallel=True, cache=True)
 def _hist_onehot(Xb, rows, start, stop, w, cls, identity, n_cls, hist, n_groups):
     n_features = Xb.shape[0]
+    if identity:
+        for f in prange(n_features):
+            x = Xb[f]
+            h = hist[f]
+            for i in range(start, stop):
+                k = cls[i]
+                b = x[i]
+                h[b, k] += w[i, 0]
+                h[b, n_cls + k] += 1.0
+        return
     for g in prange(n_groups):
         f0 = g * n_features // n_groups
         f1 = (g + 1) * n_features // n_groups
         for ii in range(start, stop):
             i = ii if identity else rows[ii]
             k = cls[i]
-            wr = w[i]
+            wr = w[i, 0]
             for f in range(f0, f1):
                 b = Xb[f, i]
                 hist[f, b, k] += wr
@@ -101,7 +111,7 @@ def build_histogram(Xb, rows, start, stop, Y, cls, onehot, n_sums, hist, buffer,
     """
     g = max(1, min(Xb.shape[0], n_threads))
     if onehot:
-        _hist_onehot(Xb, rows, start, stop, Y[:, 0], cls, identity, n_sums, hist, g)
+        _hist_onehot(Xb, rows, start, stop, Y, cls, identity, n_sums, hist, g)
     else:
         _hist_dense(Xb, rows, start, stop, Y, identity, hist, g)
 
