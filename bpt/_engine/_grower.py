@@ -498,7 +498,8 @@ class TreeGrower:
             self._part = np.empty(n, dtype=np.int64)
         order = np.empty(1)
         feature, binv, mleft, left, right, gain, start, stop, stats = grow_tree(
-            d.Xb, d.Y, d.cls, loss.onehot, d.n_bins, d.missing_code, rows, not sub,
+            d.Xb, d.Y, d.cls if loss.onehot else None, loss.onehot, d.n_bins, d.missing_code,
+            rows, not sub,
             loss.n_sums, loss.n_counts, loss.kind, self.lp, self.max_depth,
             self.max_leaf_nodes, self.min_samples_leaf, self.min_weight_leaf, self.n_draw,
             np.uint64(seed), order, self._part, numba.get_num_threads())
@@ -522,7 +523,8 @@ class TreeGrower:
                               threshold=0.0, left=-1, right=-1, gain=0.0))
             return len(nodes) - 1
 
-        new_node(0, n, 0, node_stats(rows, 0, n, d.Y, d.cls, loss.onehot, K, C))
+        new_node(0, n, 0, node_stats(rows, 0, n, d.Y, d.cls if loss.onehot else None,
+                                     loss.onehot, K, C))
         stack = [0]
         while stack:
             nid = stack.pop()

@@ -77,13 +77,23 @@ def _hist_dense(Xb, rows, start, stop, Y, identity, hist, n_groups):
 @njit(parallel=True, cache=True)
 def _hist_onehot(Xb, rows, start, stop, w, cls, identity, n_cls, hist, n_groups):
     n_features = Xb.shape[0]
+    if identity:
+        for f in prange(n_features):
+            x = Xb[f]
+            h = hist[f]
+            for i in range(start, stop):
+                k = cls[i]
+                b = x[i]
+                h[b, k] += w[i, 0]
+                h[b, n_cls + k] += 1.0
+        return
     for g in prange(n_groups):
         f0 = g * n_features // n_groups
         f1 = (g + 1) * n_features // n_groups
         for ii in range(start, stop):
             i = ii if identity else rows[ii]
             k = cls[i]
-            wr = w[i]
+            wr = w[i, 0]
             for f in range(f0, f1):
                 b = Xb[f, i]
                 hist[f, b, k] += wr
@@ -95,15 +105,20 @@ def build_histogram(Xb, rows, start, stop, Y, cls, onehot, n_sums, hist, buffer,
                     n_threads=1):
     """Accumulate rows[start:stop] into the zeroed ``hist`` (see module docstring).
 
+    ``cls`` None: dense targets ``Y`` (BIT); else the class of each row, ``Y[:, 0]`` its
+    weight (BPT, one-hot layout).  ``onehot`` is kept for the signature.
+
     ``buffer`` is unused (kept for the signature).  ``identity``: rows[start:stop] is
     0..N-1.
     ``n_threads``: the features are split into that many blocks (no effect on results).
     """
     g = max(1, min(Xb.shape[0], n_threads))
-    if onehot:
-        _hist_onehot(Xb, rows, start, stop, Y[:, 0], cls, identity, n_sums, hist, g)
-    else:
+    # ``cls is None`` is decided when compiling: a BIT fit (cls None) never compiles the
+    # one-hot kernel, a BPT fit never the dense one
+    if cls is None:
         _hist_dense(Xb, rows, start, stop, Y, identity, hist, g)
+    else:
+        _hist_onehot(Xb, rows, start, stop, Y, cls, identity, n_sums, hist, g)
 
 
 @njit(cache=True)
@@ -126,15 +141,20 @@ def subtract_histogram(parent, child):
 
 @njit(cache=True)
 def node_stats(rows, start, stop, Y, cls, onehot, K, C):
-    """Sums and counts of rows[start:stop] as one vector (K sums, then C counts)."""
+    """Sums and counts of rows[start:stop] as one vector (K sums, then C counts).
+
+    ``cls`` None: dense targets (BIT); else one-hot per class (BPT).
+    """
     stats = np.zeros(K + C)
-    for ii in range(start, stop):
-        i = rows[ii]
-        if onehot:
-            stats[cls[i]] += Y[i, 0]
-            stats[K + cls[i]] += 1.0
-        else:
+    if cls is None:
+        for ii in range(start, stop):
+            i = rows[ii]
             stats[K] += 1.0
             for k in range(K):
                 stats[k] += Y[i, k]
+    else:
+        for ii in range(start, stop):
+            i = rows[ii]
+            stats[cls[i]] += Y[i, 0]
+            stats[K + cls[i]] += 1.0
     return stats

@@ -33,13 +33,13 @@ GAIN_RTOL = 1e-12
 PARALLEL_WORK = 1 << 18
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def score(kind, stats, K, lp, min_samples, min_weight, scratch):
     return node_score(kind, stats, K, lp[0], min_samples, min_weight, scratch, lp[1], lp[2],
                       lp[3], lp[4])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _candidate_gain(ls, rs, tot, K, kind, lp, min_samples, min_weight, parent, scratch):
     """Gain of the split with left stats ``ls`` (right = tot - ls, written to ``rs``);
     -inf if a child is not allowed."""

@@ -141,3 +141,47 @@ def test_invariant_to_real_thread_count(make):
         numba.set_num_threads(old)
     for k in ("feature", "threshold", "left", "right", "value", "gain", "missing_go_left"):
         np.testing.assert_array_equal(res[0][k], res[1][k], err_msg=k)
+
+
+def test_bpt_min_weight_leaf_holds_for_every_sample_in_every_leaf():
+    X, nu, w = bpt_gaussian_samples(3_000, seed=10)
+    mwl = 0.08 * w[np.all(nu == 0, axis=1)].sum()
+    est = BPT(n_nuisances=2, n_estimators=1, max_depth=4, min_samples_leaf=5,
+              min_weight_leaf=mwl, random_state=0).fit(X, nu, w)
+    leaves = est.apply(X)[:, 0]                  # first tree: the original weights
+    pts = np.vstack([np.zeros(2), est.base_points_])
+    cls = np.argmax(np.all(nu[:, None, :] == pts[None], axis=2), axis=1)
+    assert len(np.unique(leaves)) >= 3
+    for leaf in np.unique(leaves):
+        sums = np.bincount(cls[leaves == leaf], w[leaves == leaf], minlength=len(pts))
+        assert np.all(sums >= mwl * (1 - 1e-12)), (leaf, sums, mwl)
+    # without the constraint some leaf is lighter
+    free = BPT(n_nuisances=2, n_estimators=1, max_depth=4, min_samples_leaf=5,
+               random_state=0).fit(X, nu, w)
+    lv = free.apply(X)[:, 0]
+    lightest = min(np.bincount(cls[lv == k], w[lv == k], minlength=len(pts)).min()
+                   for k in np.unique(lv))
+    assert lightest < mwl
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(l2_regularization=-1.0), "l2_regularization"),
+    (dict(l2_regularization=np.inf), "l2_regularization"),
+    (dict(subsample=0.0), "subsample"),
+    (dict(subsample=1.5), "subsample"),
+    (dict(max_features=0), "max_features"),
+    (dict(max_leaf_nodes=1), "max_leaf_nodes"),
+    (dict(max_depth=None), "max_depth"),
+    (dict(max_leaf_nodes=4, split="exact"), "max_leaf_nodes"),
+])
+@pytest.mark.parametrize("cls", [BIT, BPT])
+def test_bad_new_hyper_parameters(kw, match, cls):
+    X = np.random.default_rng(0).normal(size=(400, 2))
+    if cls is BIT:
+        y = np.column_stack([np.ones(400), X[:, 0]])
+        with pytest.raises(ValueError, match=match):
+            BIT(n_parameters=1, order=1, **kw).fit(X, y)
+    else:
+        nu = np.repeat([[0.0], [1.0]], 200, axis=0)
+        with pytest.raises(ValueError, match=match):
+            BPT(n_nuisances=1, order=1, min_samples_leaf=5, **kw).fit(X, nu)

@@ -40,12 +40,12 @@ def test_dense_histogram_equals_numpy_for_gathered_and_identity_rows():
     buf = np.empty(n * 3)
     rows = np.random.default_rng(1).permutation(n).astype(np.int64)
     h = np.zeros((4, B, 4))
-    build_histogram(Xb, rows, 100, 2100, Y, cls, False, 3, h, buf, False)
+    build_histogram(Xb, rows, 100, 2100, Y, None, False, 3, h, buf, False)
     np.testing.assert_allclose(h, _numpy_hist_dense(Xb, rows[100:2100], Y, B), rtol=1e-12,
                                atol=1e-12)
     ident = np.arange(n, dtype=np.int64)
     h2 = np.zeros((4, B, 4))
-    build_histogram(Xb, ident, 0, n, Y, cls, False, 3, h2, buf, True)
+    build_histogram(Xb, ident, 0, n, Y, None, False, 3, h2, buf, True)
     np.testing.assert_allclose(h2, _numpy_hist_dense(Xb, ident, Y, B), rtol=1e-12,
                                atol=1e-12)
 
@@ -67,14 +67,14 @@ def test_subtraction_gives_the_sibling_and_node_stats_the_totals():
     rows = np.arange(n, dtype=np.int64)
     buf = np.empty(n * 3)
     parent = np.zeros((4, 9, 4))
-    build_histogram(Xb, rows, 0, n, Y, cls, False, 3, parent, buf, True)
+    build_histogram(Xb, rows, 0, n, Y, None, False, 3, parent, buf, True)
     small = np.zeros((4, 9, 4))
-    build_histogram(Xb, rows, 0, 1234, Y, cls, False, 3, small, buf, False)
+    build_histogram(Xb, rows, 0, 1234, Y, None, False, 3, small, buf, False)
     sib = np.zeros((4, 9, 4))
-    build_histogram(Xb, rows, 1234, n, Y, cls, False, 3, sib, buf, False)
+    build_histogram(Xb, rows, 1234, n, Y, None, False, 3, sib, buf, False)
     subtract_histogram(parent, small)
     np.testing.assert_allclose(parent, sib, rtol=1e-10, atol=1e-10)
-    st = node_stats(rows, 1234, n, Y, cls, False, 3, 1)
+    st = node_stats(rows, 1234, n, Y, None, False, 3, 1)
     np.testing.assert_allclose(st[:3], Y[1234:].sum(0), rtol=1e-12)
     assert st[3] == n - 1234
     np.testing.assert_allclose(sib[0].sum(0), st, rtol=1e-10)

@@ -73,9 +73,9 @@ def test_bit_split_equals_brute_force(lam, nan_share):
     sig = np.where(Xb[1] >= 3, 1.0, -0.5) + np.where(Xb[0] == mcode, 2.0, 0.0)
     Y = np.column_stack([c0, c0 * (sig + rng.normal(size=n)), c0 * rng.normal(size=n)])
     rows = np.arange(n, dtype=np.int64)
-    tot = node_stats(rows, 0, n, Y, np.zeros(n, np.int64), False, 3, 1)
+    tot = node_stats(rows, 0, n, Y, None, False, 3, 1)
     h = np.zeros((F, B + 1, 4))
-    build_histogram(Xb, rows, 0, n, Y, np.zeros(n, np.int64), False, 3, h, np.empty(3 * n),
+    build_histogram(Xb, rows, 0, n, Y, None, False, 3, h, np.empty(3 * n),
                     True)
     loss = BITLoss(np.eye(2), lam)
     lp = (loss.P, lam, loss.ridge_a, loss.ridge_e, loss.ridge_b)
