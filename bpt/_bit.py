@@ -1,4 +1,4 @@
-"""BoostedInformationTree: learn the SMEFT polynomial r(x|theta) (MATH.md section 1)."""
+"""BoostedInformationTree: learn the SMEFT polynomial r(x|theta) (docs/math.md section 1)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     ----------
     terms_ : list of tuples
     n_features_in_, feature_names_in_ : as in scikit-learn
-    train_loss_ : (n_iter_,) training loss after each tree (the loss of MATH.md
+    train_loss_ : (n_iter_,) training loss after each tree (the loss of docs/math.md
         section 1 minus its model-independent part, per unit SM weight: 0 for the
         empty model, decreasing)
     validation_loss_ : same on the validation data (if any), one value per grown tree

@@ -1,4 +1,4 @@
-"""BoostedParametricTree: learn systematics log dsigma(x|nu)/dsigma(x|0) (MATH.md section 2)."""
+"""BoostedParametricTree: learn systematics log dsigma(x|nu)/dsigma(x|0) (docs/math.md section 2)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class BoostedParametricTree(BaseBoostedTrees):
     terms_ : list of tuples
     base_points_ : (n_base_points, K) float64, the distinct non-nominal rows of ``nu``
     V_ : (n_base_points, n_terms) design matrix m_A(nu_k)
-    train_loss_ : (n_iter_,) cross entropy of MATH.md section 2 per unit weight
+    train_loss_ : (n_iter_,) cross entropy of docs/math.md section 2 per unit weight
         (log 2 for the empty model)
     validation_loss_, feature_importances_, n_features_in_, feature_names_in_, n_iter_
 

@@ -64,7 +64,7 @@ The exact shape log-ratio of a process (``pT_true = pT / s``, ``k`` and
 ``(1 + kappa)^nu_norm`` (``kappa = background_norm_uncertainty`` = 0.2).
 
 Because the EFT acts on (``mass``, ``cos_theta``) only and the latent variables
-are independent, the full model factorises exactly as in MATH.md section 3:
+are independent, the full model factorises exactly as in docs/math.md section 3:
 ``dsigma_p(x|theta, nu) = alpha_p(nu_norm) r_p(x|theta) S_p(x|nu) dsigma_p(x|SM)``.
 
 Module-level functions use a default :class:`ToyPhysics` instance.
@@ -615,7 +615,7 @@ class ToyPhysics:
         """Exact ``dSigma(x|theta, nu) / dSigma(x|SM, 0)`` of signal + background.
 
         ``= f_s(x) r(x|theta) S_s(x|nu) + f_b(x) (1 + kappa)^nu_norm S_b(x|nu)``
-        (MATH.md section 3, with exact pieces).
+        (docs/math.md section 3, with exact pieces).
 
         Parameters
         ----------

@@ -87,7 +87,7 @@ def make_model(sim, ratio, shape, fractions, **kw):
 
 
 def numpy_q(theta, nu, X, w, sim, lumi=None):
-    """q of MATH.md section 4 written out for the analytic setup."""
+    """q of docs/math.md section 4 written out for the analytic setup."""
     xs, ws, xb, wb = sim
     x = X[:, 0]
     f = ExactFractions().predict_proba(X)

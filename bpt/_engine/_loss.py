@@ -5,10 +5,10 @@ histogram kernels: K weighted sums, then C event counts.
 
 * BIT (``KIND_BIT``): one row of ``Y`` per event, ``Y[i] = (c0, U c_1..)``
   (Cholesky-transformed coefficients), C = 1.  Node score ``|S'|^2 / S0``
-  (MATH.md section 1), larger is better.
+  (docs/math.md section 1), larger is better.
 * BPT (``KIND_BPT``): event i of class k (0 = nominal) adds its weight to
   ``sums[k]`` and 1 to ``counts[k]``.  Node score = minus the summed cross
-  entropy of MATH.md section 2 with ``g = P log(lambda_k / lambda_0)``.
+  entropy of docs/math.md section 2 with ``g = P log(lambda_k / lambda_0)``.
 
 ``node_score`` returns ``-inf`` for a node that may not exist (too few events,
 non-positive weight sums).
@@ -302,7 +302,7 @@ def bpt_model_loss(w, cls, g_nom, g_own, nom_index, w_current):
 
 
 def bit_model_loss(C, F, M):
-    """Quadratic loss of MATH.md section 1 minus its model-independent part, per SM weight.
+    """Quadratic loss of docs/math.md section 1 minus its model-independent part, per SM weight.
 
     ``C``: (N, 1 + T) coefficients (c0 first), ``F``: (N, T) predicted R_A,
     ``M``: (T, T).  Returns sum_i [c0 F^T M F - 2 c^T M F] / sum_i c0, which is
