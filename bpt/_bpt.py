@@ -1,4 +1,4 @@
-"""BoostedParametricTree: learn systematics log dsigma(x|nu)/dsigma(x|0) (docs/math.md section 2)."""
+"""BoostedParametricTree: learn systematics, log dsigma(x|nu)/dsigma(x|0) (docs/math.md sec. 2)."""
 
 from __future__ import annotations
 
