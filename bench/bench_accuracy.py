@@ -8,9 +8,9 @@
 For every toy of :mod:`bpt.toys`, side by side in one run:
 
 * bpt at its current defaults (only the toy's terms, ``random_state`` and ``n_jobs``
-  are set) and at every point of the grid ``GRID`` below (``--grid`` picks labels); a grid point whose
-  parameters the estimator does not have (``est.get_params()``) is skipped with a
-  printed note, so the same script runs before and after new options land;
+  are set) and at every point of the grid ``GRID`` below (``--grid`` picks labels);
+  a grid point whose parameters the estimator does not have (``est.get_params()``) is
+  skipped with a printed note, so the same script runs before and after new options land;
 * the peers: for the BPT toys one scikit-learn ``HistGradientBoostingClassifier`` per
   base point (nominal vs that point, cross-section weights, early stopping on 10%),
   whose log-odds l_k(x) are fitted to m_A(nu_k) by least squares,
