@@ -29,10 +29,15 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         Points theta at which the loss compares predicted and true weights.
         Default: ``e_a``, ``2 e_a`` and ``e_a + e_b`` for cross terms.  They must
         determine every term (M = sum_theta m(theta) m(theta)^T positive definite).
-    n_estimators : int, default=100
-    learning_rate : float in (0, 1], default=0.2
+    n_estimators : int, default=500
+        The maximum number of trees; with early stopping (on by default for
+        >= 10 000 events) the fit usually keeps far fewer.
+    learning_rate : float in (0, 1], default=0.1
     max_depth : int or None, default=4
         Depth of each tree in scikit-learn's sense (1 = one split, two leaves).
+        The defaults (depth 4, rate 0.1, up to 500 trees, early stopping "auto")
+        were chosen by the accuracy benchmark on analytic toys
+        (``bench/bench_accuracy.py``; table in docs/validation.md).
     min_samples_leaf : int, default=50
         Minimum number of events in each child of a split.
     min_weight_leaf : float, default=0.0
@@ -106,8 +111,8 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
 
     _name = "BIT"
 
-    def __init__(self, n_parameters=1, order=2, terms=None, base_points=None, n_estimators=100,
-                 learning_rate=0.2, max_depth=4, min_samples_leaf=50, min_weight_leaf=0.0,
+    def __init__(self, n_parameters=1, order=2, terms=None, base_points=None, n_estimators=500,
+                 learning_rate=0.1, max_depth=4, min_samples_leaf=50, min_weight_leaf=0.0,
                  split="hist", max_bins=255, n_jobs=None, random_state=None, verbose=0,
                  validation_fraction=0.1, n_iter_no_change=10, early_stopping="auto",
                  tol=1e-7, l2_regularization=0.0, subsample=1.0, max_features=1.0,

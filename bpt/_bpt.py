@@ -34,13 +34,18 @@ class BoostedParametricTree(BaseBoostedTrees):
     terms : list of tuples, optional
         Explicit terms (any subset, e.g. without cross terms).  Default: all
         linear ``(a,)``, then all quadratic ``(a, b)``, ``a <= b``.
-    n_estimators : int, default=100
-    learning_rate : float in (0, 1], default=0.2
+    n_estimators : int, default=500
+        The maximum number of trees; with early stopping (on by default for
+        >= 10 000 rows) the fit usually keeps far fewer.
+    learning_rate : float in (0, 1], default=0.1
     learn_global : bool, default=True
         Fit the first tree with learning rate 1 (the global parametrisation first,
         as Algorithm 1 of the original paper does).
-    max_depth : int or None, default=4
-        Depth of each tree in scikit-learn's sense (1 = one split).
+    max_depth : int or None, default=2
+        Depth of each tree in scikit-learn's sense (1 = one split).  The defaults
+        (depth 2, rate 0.1, up to 500 trees, early stopping "auto") were chosen by
+        the accuracy benchmark on analytic toys (``bench/bench_accuracy.py``; table
+        in docs/validation.md): deeper trees learn the noise of finite simulation.
     min_samples_leaf : int, default=50
         A child of a split must hold at least this many events of *every* base
         point (nominal included), and every weight sum in it must be positive.
@@ -95,8 +100,8 @@ class BoostedParametricTree(BaseBoostedTrees):
 
     _name = "BPT"
 
-    def __init__(self, n_nuisances=1, order=2, terms=None, n_estimators=100, learning_rate=0.2,
-                 learn_global=True, max_depth=4, min_samples_leaf=50, split="hist",
+    def __init__(self, n_nuisances=1, order=2, terms=None, n_estimators=500, learning_rate=0.1,
+                 learn_global=True, max_depth=2, min_samples_leaf=50, split="hist",
                  max_bins=255, n_jobs=None, random_state=None, verbose=0,
                  validation_fraction=0.1, n_iter_no_change=10, early_stopping="auto", tol=1e-7,
                  l2_regularization=0.0, subsample=1.0, max_features=1.0, max_leaf_nodes=None,

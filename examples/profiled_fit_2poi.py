@@ -77,14 +77,17 @@ class ExactFractions:
 # --------------------------------------------------------------------------- learned pieces
 def train(cfg, seed):
     sig = ds.make_eft_signal(cfg["n_bit"], random_state=seed)
+    # a fixed small number of trees at rate 0.2 (the package default is rate 0.1 with up
+    # to 500 trees and early stopping): keeps this example's run time short
     bit = bpt.BoostedInformationTree(n_parameters=2, n_estimators=cfg["trees"], max_depth=4,
+                                     learning_rate=0.2,
                                      min_samples_leaf=max(20, cfg["n_bit"] // 500),
                                      random_state=seed).fit(sig.X, sig.y)
     bpts, points = {}, None
     for i, p in enumerate(ds.PROCESSES):
         s = ds.make_systematic_samples(cfg["n_sys"], process=p, random_state=seed + 1 + i)
         bpts[p] = bpt.BoostedParametricTree(
-            n_nuisances=2, n_estimators=cfg["sys_trees"], max_depth=3,
+            n_nuisances=2, n_estimators=cfg["sys_trees"], max_depth=3, learning_rate=0.2,
             min_samples_leaf=max(20, cfg["n_sys"] // 70), random_state=seed,
             early_stopping=False,    # shared events at the base points: no random split
         ).fit(s.X, s.nu, sample_weight=s.weight)

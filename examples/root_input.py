@@ -112,7 +112,8 @@ def main(argv=None):
           f"y (c0, c_A) {y.shape}; sum of SM weights {y[:, 0].sum():.1f}")
 
     bit = bpt.BoostedInformationTree(n_parameters=2, order=2, n_estimators=trees, max_depth=4,
-                                     min_samples_leaf=max(20, n // 500), random_state=args.seed)
+                                     learning_rate=0.2, min_samples_leaf=max(20, n // 500),
+                                     random_state=args.seed)
     bit.fit(X, y)
     print(f"BIT: {bit.n_iter_} trees in {bit.fit_time_:.1f} s, terms {bit.terms_}")
     test = ds.make_eft_signal(20_000, random_state=args.seed + 1000)

@@ -57,7 +57,7 @@ def fixture_cases():
     cases = {}
     for depth in (3, 4):
         common = dict(n_estimators=N_TREES, max_depth=depth, random_state=0,
-                      min_samples_leaf=20)
+                      min_samples_leaf=20, learning_rate=0.2)   # the default when written
         cases[f"bit1_d{depth}"] = ("BoostedInformationTree",
                                    dict(n_parameters=1, order=1, **common), X,
                                    bit_targets(X, 1), None)
