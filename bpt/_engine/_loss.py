@@ -272,32 +272,47 @@ def _nominal_index(cls):
 
 # --- model losses (training curves, validation, score) -------------------------------
 
+# rows per chunk of the model-loss sum: partial sums over fixed chunks, added in chunk
+# order, so that the result does not depend on the threads or their scheduling (a
+# prange scalar reduction would, under the work-stealing tbb layer)
+_LOSS_CHUNK = 1 << 14
+
+
 @njit(parallel=True, cache=True)
 def bpt_model_loss(w, cls, g_nom, g_own, nom_index, w_current):
     """Cross entropy of the model on weighted events; refreshes w_current if given.
 
     Returns sum_i w_i * [sum_k softplus(g_k(x_i)) if nominal else softplus(-g_k_i(x_i))]
     and sets w_current[i] = w_i exp(-g_k_i(x_i)) for non-nominal events (the boosting
-    weights; nominal weights are unchanged).
+    weights; nominal weights are unchanged).  Deterministic: the same sum on any number
+    of threads.
     """
-    loss = 0.0
     n = g_nom.shape[1]
     write = w_current.shape[0] > 0
-    for i in prange(w.shape[0]):
-        k = cls[i]
-        if k == 0:
-            j = nom_index[i]
-            s = 0.0
-            for m in range(n):
-                s += _softplus(g_nom[j, m])
-            loss += w[i] * s
-            if write:
-                w_current[i] = w[i]
-        else:
-            g = g_own[i]
-            loss += w[i] * _softplus(-g)
-            if write:
-                w_current[i] = w[i] * math.exp(-g)
+    N = w.shape[0]
+    n_chunks = (N + _LOSS_CHUNK - 1) // _LOSS_CHUNK
+    partial = np.zeros(n_chunks)
+    for c in prange(n_chunks):
+        acc = 0.0
+        for i in range(c * _LOSS_CHUNK, min(N, (c + 1) * _LOSS_CHUNK)):
+            k = cls[i]
+            if k == 0:
+                j = nom_index[i]
+                s = 0.0
+                for m in range(n):
+                    s += _softplus(g_nom[j, m])
+                acc += w[i] * s
+                if write:
+                    w_current[i] = w[i]
+            else:
+                g = g_own[i]
+                acc += w[i] * _softplus(-g)
+                if write:
+                    w_current[i] = w[i] * math.exp(-g)
+        partial[c] = acc
+    loss = 0.0
+    for c in range(n_chunks):
+        loss += partial[c]
     return loss
 
 

@@ -78,3 +78,33 @@ def test_l2_shrinks_small_leaves_more():
     p = est.predict(np.array([[0.0], [1.0]]))[:, 0]
     np.testing.assert_allclose(p, [0.5 * 9_000 / (9_000 + lam), 1_000 / (1_000 + lam)],
                                rtol=1e-12)
+
+
+def test_bpt_model_loss_is_the_same_sum_on_every_call_and_thread_count():
+    # a prange scalar reduction is summed in scheduling order under the tbb layer; the
+    # loss must be a fixed-order sum (early stopping compares these numbers exactly)
+    import numba
+
+    from bpt._engine._loss import bpt_model_loss
+    rng = np.random.default_rng(3)
+    n = 200_003
+    w = rng.exponential(size=n)
+    cls = rng.integers(0, 3, size=n).astype(np.int64)
+    nom_index = np.full(n, -1, dtype=np.int32)
+    nom_index[cls == 0] = np.arange(int((cls == 0).sum()), dtype=np.int32)
+    g_nom = rng.normal(size=(int((cls == 0).sum()), 2))
+    g_own = rng.normal(size=n)
+    old = numba.get_num_threads()
+    try:
+        sums = []
+        for threads in (1, numba.config.NUMBA_NUM_THREADS, 1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(threads)
+            sums += [bpt_model_loss(w, cls, g_nom, g_own, nom_index, np.empty(0))
+                     for _ in range(5)]
+    finally:
+        numba.set_num_threads(old)
+    assert len(set(sums)) == 1
+    own = np.where(cls == 0, 0.0, g_own)
+    ref = np.where(cls == 0, w * np.logaddexp(0, g_nom[np.maximum(nom_index, 0)]).sum(axis=1),
+                   w * np.logaddexp(0, -own))
+    assert sums[0] == pytest.approx(ref.sum(), rel=1e-12)
