@@ -209,6 +209,10 @@ class Replicas:
         theta_hat and profiled t at the truth is covered by the widened interval when
         d^2 / (d^2 / t + s_rep^2) < crit, d = theta_hat - theta_true (the Gaussian form
         of the side-wise quadrature above).  Returns (plain, widened) CoverageResults.
+
+        All toys share this one training of the pieces, so this is the coverage given
+        that training; the truth-based coverage of the method averages over many
+        independent trainings (few toys each: toys of one training are correlated).
         """
         j = self.model._poi_index(poi)
         crit = critical_value(cl, 1)
