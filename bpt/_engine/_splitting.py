@@ -9,7 +9,10 @@ if both children are valid for the loss and the gain is positive.
   holds events with a missing value (NaN, bin ``missing_code``) of a feature, each
   boundary is tried with the missing events on the right, then on the left, and the
   split "every non-missing value left, missing right" is tried too (as
-  scikit-learn's HistGradientBoosting does).
+  scikit-learn's HistGradientBoosting does).  The grower calls it as
+  ``best_split_hist``: the features are scanned serially for the BIT and in parallel
+  for the BPT, a choice made when numba compiles the grower (from the type of ``cls``),
+  so that a fit compiles one scan only.
 * ``find_split_exact`` sorts the node's rows per feature and scans every
   boundary between distinct values (reference mode, for small data; no NaN).
 
