@@ -1,6 +1,7 @@
 """First fit in a fresh process: numba compilation time with an empty cache, and from it.
 
     python bench/bench_compile.py                 # BIT and BPT, wall and CPU seconds
+    (this checkout's bpt: the script puts the repository root first on PYTHONPATH)
     python bench/bench_compile.py --profile bit   # compile time per numba function
 
 Each case runs ``python -c`` in a new process with ``NUMBA_CACHE_DIR`` set to a new empty
@@ -64,14 +65,19 @@ t0 = time.perf_counter()
 est.fit(X, y)
 t_fit = time.perf_counter() - t0
 cpu = os.times()
-print(json.dumps({"import": t_import, "fit": t_fit, "cpu": cpu.user + cpu.system,
+print(json.dumps({"bpt": os.path.dirname(bpt.__file__), "import": t_import, "fit": t_fit, "cpu": cpu.user + cpu.system,
                   "profile": {k: [len(v[0]), v[1]] for k, v in rec.items()}}))
 """
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def run(kind, cache, profile=False):
     code = FIT.replace("PROFILE", repr(profile)).replace("KIND", repr(kind))
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    # this checkout's bpt, as the other benches with PYTHONPATH=.
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=path)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True, cwd=os.getcwd())
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -82,14 +88,13 @@ def main():
     ap.add_argument("kinds", nargs="*", default=["bit", "bpt"])
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
-    import bpt
-    print(f"bpt from {os.path.dirname(bpt.__file__)}, {os.cpu_count()} CPUs")
+    print(f"{os.cpu_count()} CPUs")
     for kind in args.kinds:
         with tempfile.TemporaryDirectory() as cache:
             load = os.getloadavg()[0]
             a = run(kind, cache, args.profile)
             b = run(kind, cache)
-        print(f"{kind.upper()} first fit (100000 x 10, 20 trees), load average {load:.1f}: "
+        print(f"{kind.upper()} (bpt from {a['bpt']}) first fit (100000 x 10, 20 trees), load average {load:.1f}: "
               f"empty cache {a['fit']:.1f} s (process CPU {a['cpu']:.1f} s), from the cache "
               f"{b['fit']:.2f} s (CPU {b['cpu']:.1f} s); import bpt {a['import']:.1f} s")
         if args.profile:
