@@ -27,6 +27,10 @@ from _common import best_of, fresh_fit_times, peak_memory, ratio  # noqa: E402
 import bpt  # noqa: E402
 
 N_CPU = os.cpu_count()
+# the peers run every tree on all rows: so does bpt (no early stopping, which is on by
+# default from 10k rows and holds out a validation set)
+NO_ES = ({"early_stopping": False}
+         if "early_stopping" in bpt.BoostedInformationTree().get_params() else {})
 
 
 def data_a(n, f, seed=0):
@@ -55,6 +59,7 @@ def case_a(n, n_trees):
     import lightgbm as lgb
     X, y = data_a(n, 10)
     bit = bpt.BoostedInformationTree(n_parameters=1, order=1, n_estimators=n_trees,
+                                     **NO_ES,
                                      learning_rate=0.2, max_depth=4, min_samples_leaf=50,
                                      max_bins=255, n_jobs=N_CPU)
     bit.fit(X[:5000], y[:5000])            # compile outside the timing
@@ -75,6 +80,7 @@ def case_b(n, n_features, n_params, n_trees):
     import xgboost as xgb
     X, y, n_terms = data_b(n, n_features, n_params)
     bit = bpt.BoostedInformationTree(n_parameters=n_params, order=2, n_estimators=n_trees,
+                                     **NO_ES,
                                      learning_rate=0.2, max_depth=4, min_samples_leaf=50,
                                      max_bins=255, n_jobs=N_CPU)
     bit.fit(X[:3000], y[:3000])
@@ -94,6 +100,7 @@ def case_c(n_rows, n_trees):
     import lightgbm as lgb
     X, y = data_a(200_000, 10)
     bit = bpt.BoostedInformationTree(n_parameters=1, order=1, n_estimators=n_trees,
+                                     **NO_ES,
                                      max_depth=4, n_jobs=N_CPU).fit(X, y)
     lgbm = lgb.LGBMRegressor(n_estimators=n_trees, learning_rate=0.2, max_depth=4,
                              num_leaves=16, min_child_samples=50, n_jobs=N_CPU,

@@ -22,6 +22,7 @@ from _common import best_of, ratio  # noqa: E402
 import bpt  # noqa: E402
 from bench_bit import data_a  # noqa: E402
 from bench_bpt import data as data_bpt  # noqa: E402
+from bench_bit import NO_ES  # noqa: E402
 
 N_CPU = os.cpu_count()
 
@@ -35,11 +36,12 @@ def main():
     import lightgbm as lgb
     r = args.repeat
     n = 70_000 if args.quick else 700_000
+    from bpt._engine._runtime import threading_layer
     print(f"bpt from {os.path.dirname(bpt.__file__)}, {N_CPU} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}")
+          f"{os.getloadavg()[0]:.1f}, numba threading layer {threading_layer()}")
     X, y = data_a(n, 10)
     kw = dict(n_parameters=1, order=1, n_estimators=20, learning_rate=0.2, max_depth=4,
-              min_samples_leaf=50, max_bins=255)
+              min_samples_leaf=50, max_bins=255, **NO_ES)
     times = {}
     for jobs in (2, 1):
         est = bpt.BoostedInformationTree(n_jobs=jobs, **kw)
@@ -64,6 +66,7 @@ def main():
     bt = {}
     for jobs in (2, 1):
         est = bpt.BoostedParametricTree(n_nuisances=1, order=2, n_estimators=20, max_depth=4,
+                                        **NO_ES,
                                         min_samples_leaf=50, max_bins=255, n_jobs=jobs)
         est.fit(Xb[::50], nu[::50])
         bt[jobs], _ = best_of(lambda: est.fit(Xb, nu), r)

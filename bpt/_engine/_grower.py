@@ -31,7 +31,7 @@ from numba import njit, prange
 
 from ._binning import midpoint
 from ._histogram import build_histogram, node_stats, subtract_histogram
-from ._splitting import find_split_exact, find_split_hist
+from ._splitting import best_split_hist, find_split_exact
 
 # rows above which the partition runs in parallel (fixed chunks: same result)
 PARALLEL_PARTITION = 1 << 18
@@ -114,8 +114,9 @@ def _partition_parallel(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
             else:
                 buf[pr] = i
                 pr += 1
-    for ii in prange(n):
-        rows[start + ii] = buf[ii]
+    # copy back serially: a third parallel loop would cost about a second of compilation
+    # for a memory-bound copy
+    rows[start:stop] = buf[:n]
     return tl
 
 
@@ -171,7 +172,17 @@ def draw_features(n_features, n_draw, seed, node):
         t = feats[j]
         feats[j] = feats[k]
         feats[k] = t
-    return np.sort(feats[:n_draw])
+    # the drawn features in increasing order (no sort: it would compile numba's quicksort)
+    chosen = np.zeros(n_features, dtype=np.bool_)
+    for j in range(n_draw):
+        chosen[feats[j]] = True
+    out = np.empty(n_draw, dtype=np.int64)
+    k = 0
+    for f in range(n_features):
+        if chosen[f]:
+            out[k] = f
+            k += 1
+    return out
 
 
 # ------------------------------------------------------------------- the grower
@@ -232,14 +243,17 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
     n_leaves = 1
     open_ = np.empty(cap, dtype=np.int64)     # stack (depth first) or open set (best first)
     n_open = 0
+    not_root = identity_root and n < 0        # False, typed bool (not a literal)
 
     if max_depth > 0 and n >= 2 * min_samples:
         n_free -= 1
         s = free[n_free]
         slot[0] = s
         pool[s] = 0.0
-        build_histogram(Xb, rows, 0, n, Y, cls, onehot, K, pool[s], order_buf, identity_root,
-                        n_threads)
+        # the argument types of every build_histogram call are the same (no literal 0 or
+        # False), so that numba compiles it (and its parallel kernel) once
+        build_histogram(Xb, rows, start[0], stop[0], Y, cls, onehot, K, pool[s], order_buf,
+                        identity_root, n_threads)
 
     for it in range(cap + 1):
         # ---- find the splits of the nodes created last (root, or two children)
@@ -250,9 +264,9 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
                 continue
             if depth[nid] < max_depth and stop[nid] - start[nid] >= 2 * min_samples:
                 feats = draw_features(F, n_draw, seed, nid)
-                f, b, ml, has, g, ls = find_split_hist(pool[s], feats, n_bins, mcode,
+                f, b, ml, has, g, ls = best_split_hist(pool[s], feats, n_bins, mcode,
                                                        stats[nid], K, kind, lp, min_samples,
-                                                       min_weight)
+                                                       min_weight, cls)
                 if f >= 0:
                     c_feat[nid] = f
                     c_bin[nid] = b
@@ -331,7 +345,7 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
             s2 = free[n_free]
             pool[s2] = 0.0
             build_histogram(Xb, rows, start[small], stop[small], Y, cls, onehot, K, pool[s2],
-                            order_buf, False, n_threads)
+                            order_buf, not_root, n_threads)
             slot[small] = s2
             if s >= 0:
                 subtract_histogram(pool[s], pool[s2])
@@ -343,7 +357,7 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
                 s = free[n_free]
                 pool[s] = 0.0
                 build_histogram(Xb, rows, start[large], stop[large], Y, cls, onehot, K,
-                                pool[s], order_buf, False, n_threads)
+                                pool[s], order_buf, not_root, n_threads)
             slot[large] = s
         elif s >= 0:
             free[n_free] = s

@@ -54,50 +54,54 @@ def _add_row_2d(h, b, Y, r, K):
 def _hist_dense(Xb, rows, start, stop, Y, identity, hist, n_groups):
     """Features in ``n_groups`` contiguous blocks, one thread per block; a block reads
     each row's targets once for all its features.  Every feature is still accumulated
-    by one thread in row order, so the grouping never changes a result."""
+    by one thread in row order, so the grouping never changes a result.  ``identity``
+    (all rows in order): one block per feature, one sequential pass each (fastest).
+
+    One parallel loop only: each ``prange`` costs about a second of compilation."""
     n_features = Xb.shape[0]
     K = Y.shape[1]
-    if identity:
-        # all rows in order: one sequential pass per feature is fastest
-        for f in prange(n_features):
-            x = Xb[f]
-            h = hist[f]
-            for i in range(start, stop):
-                _add_row_2d(h, x[i], Y, i, K)
-        return
-    for g in prange(n_groups):
-        f0 = g * n_features // n_groups
-        f1 = (g + 1) * n_features // n_groups
-        for ii in range(start, stop):
-            i = rows[ii]
+    n_tasks = n_features if identity else n_groups
+    for g in prange(n_tasks):
+        f0 = g * n_features // n_tasks
+        f1 = (g + 1) * n_features // n_tasks
+        if identity:
             for f in range(f0, f1):
-                _add_row(hist, f, Xb[f, i], Y, i, K)
+                x = Xb[f]
+                h = hist[f]
+                for i in range(start, stop):
+                    _add_row_2d(h, x[i], Y, i, K)
+        else:
+            for ii in range(start, stop):
+                i = rows[ii]
+                for f in range(f0, f1):
+                    _add_row(hist, f, Xb[f, i], Y, i, K)
 
 
 @njit(parallel=True, cache=True)
 def _hist_onehot(Xb, rows, start, stop, w, cls, identity, n_cls, hist, n_groups):
     n_features = Xb.shape[0]
-    if identity:
-        for f in prange(n_features):
-            x = Xb[f]
-            h = hist[f]
-            for i in range(start, stop):
-                k = cls[i]
-                b = x[i]
-                h[b, k] += w[i, 0]
-                h[b, n_cls + k] += 1.0
-        return
-    for g in prange(n_groups):
-        f0 = g * n_features // n_groups
-        f1 = (g + 1) * n_features // n_groups
-        for ii in range(start, stop):
-            i = ii if identity else rows[ii]
-            k = cls[i]
-            wr = w[i, 0]
+    n_tasks = n_features if identity else n_groups
+    for g in prange(n_tasks):
+        f0 = g * n_features // n_tasks
+        f1 = (g + 1) * n_features // n_tasks
+        if identity:
             for f in range(f0, f1):
-                b = Xb[f, i]
-                hist[f, b, k] += wr
-                hist[f, b, n_cls + k] += 1.0
+                x = Xb[f]
+                h = hist[f]
+                for i in range(start, stop):
+                    k = cls[i]
+                    b = x[i]
+                    h[b, k] += w[i, 0]
+                    h[b, n_cls + k] += 1.0
+        else:
+            for ii in range(start, stop):
+                i = rows[ii]
+                k = cls[i]
+                wr = w[i, 0]
+                for f in range(f0, f1):
+                    b = Xb[f, i]
+                    hist[f, b, k] += wr
+                    hist[f, b, n_cls + k] += 1.0
 
 
 @njit(cache=True)

@@ -9,7 +9,10 @@ if both children are valid for the loss and the gain is positive.
   holds events with a missing value (NaN, bin ``missing_code``) of a feature, each
   boundary is tried with the missing events on the right, then on the left, and the
   split "every non-missing value left, missing right" is tried too (as
-  scikit-learn's HistGradientBoosting does).
+  scikit-learn's HistGradientBoosting does).  The grower calls it as
+  ``best_split_hist``: the features are scanned serially for the BIT and in parallel
+  for the BPT, a choice made when numba compiles the grower (from the type of ``cls``),
+  so that a fit compiles one scan only.
 * ``find_split_exact`` sorts the node's rows per feature and scans every
   boundary between distinct values (reference mode, for small data; no NaN).
 
@@ -22,15 +25,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._loss import KIND_BPT, node_score
+from ._loss import node_score
 
 # relative gain below which a split is treated as no improvement (round-off)
 GAIN_RTOL = 1e-12
-
-
-# Work (features x bins x stats) above which the split search runs in parallel;
-# below it a parallel region costs more than it saves.
-PARALLEL_WORK = 1 << 18
 
 
 @njit(cache=True)
@@ -93,7 +91,8 @@ def _scan_feature(h, nb, mcode, tot, K, kind, lp, min_samples, min_weight, paren
 @njit(parallel=True, cache=True)
 def _scan_parallel(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
                    parent, best_gain, best_bin, best_mleft, best_left, best_has_missing):
-    for j in prange(feats.shape[0]):
+    for jj in prange(feats.shape[0]):
+        j = np.int64(jj)          # the serial scan's index type: one _scan_feature compile
         f = feats[j]
         best_has_missing[j] = _scan_feature(
             hist[f], n_bins[f], mcode, tot, K, kind, lp, min_samples, min_weight, parent, j,
@@ -117,6 +116,19 @@ def find_split_hist(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, m
     ``hist`` is (n_features, n_bins_max + 1, K + C) with the missing values in bin
     ``mcode``; ``tot`` the node's stats (K + C).  Returns (feature, bin,
     missing_left, has_missing, gain, left_stats); feature -1 if no valid split.
+    Features are scanned one after the other (see :func:`best_split_hist`).
+    """
+    return best_split_hist(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples,
+                           min_weight, None)
+
+
+@njit(cache=True)
+def best_split_hist(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
+                    cls):
+    """:func:`find_split_hist`; ``cls`` None (BIT) scans the features serially, an array
+    (BPT: a candidate costs O(n_base_points^2) plus logarithms) in parallel.  The
+    choice is made when compiling, so a fit compiles one scan variant only (a parallel
+    loop costs seconds of compilation); the result never depends on it.
     """
     nf = feats.shape[0]
     M = tot.shape[0]
@@ -126,14 +138,12 @@ def find_split_hist(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, m
     best_mleft = np.zeros(nf, dtype=np.bool_)
     best_has = np.zeros(nf, dtype=np.bool_)
     best_left = np.zeros((nf, M))
-    # a BPT candidate costs O(n_base_points^2) plus logarithms: always worth threads
-    work = nf * hist.shape[1] * M * (64 if kind == KIND_BPT else max(K // 8, 1))
-    if work >= PARALLEL_WORK:
-        _scan_parallel(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
-                       parent, best_gain, best_bin, best_mleft, best_left, best_has)
-    else:
+    if cls is None:
         _scan_serial(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
                      parent, best_gain, best_bin, best_mleft, best_left, best_has)
+    else:
+        _scan_parallel(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
+                       parent, best_gain, best_bin, best_mleft, best_left, best_has)
     jbest = _pick(best_gain, parent)
     if jbest < 0:
         return -1, -1, False, False, 0.0, best_left[0]
