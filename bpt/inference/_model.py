@@ -479,6 +479,77 @@ class AdditiveModel(PseudoData):
                           RuntimeWarning, stacklevel=2)
         return (low, high)
 
+    # ------------------------------------------------------------------ Minuit, impacts, GoF
+    # Thin wrappers over ``_minuit``, ``_impacts`` and ``_gof`` (which work on the
+    # Likelihood and the data tuple only).
+    def minuit(self, X, weight=None, theta=None, nu=None):
+        """An ``iminuit.Minuit`` minimising -q(theta, nu) on this data (extra ``bpt[minuit]``).
+
+        Parameters are named by the POIs and nuisances (z order), ``errordef = 0.5``
+        (-q is a negative log-likelihood ratio: HESSE / MINOS give one-sigma errors, MINOS
+        equals :meth:`interval`), the gradient and Hessian are exact, ``tol = 1e-6``; start
+        values ``theta`` / ``nu`` (default 0).  Fix or bound parameters with Minuit's own
+        ``fixed`` / ``limits``.  A point where an event's rate is <= 0 returns NaN.
+        Raises ImportError naming the extra when iminuit is not installed.  See
+        docs/inference.md (*Minuit*).
+        """
+        from ._minuit import import_iminuit, make_minuit
+        import_iminuit()
+        start = self._point(np.zeros(self.n_pois) if theta is None else theta, nu)
+        return make_minuit(self.likelihood_, self._data(X, weight), start)
+
+    def impacts(self, X, weight=None, poi=0, n_jobs=None, verbose=0):
+        """Impacts of every nuisance on one POI: an :class:`ImpactsResult`, ranked.
+
+        For each nuisance, the shift of the POI's best fit when the nuisance is fixed at
+        nu^ +- its post-fit error (``impact_up`` / ``impact_down``) and at nu^ +- 1, its
+        pre-fit width (``prefit_up`` / ``prefit_down``; NaN for free-floating nuisances),
+        all other parameters refitted.  Ranked by max(|impact_up|, |impact_down|).  The
+        refits run through joblib like :meth:`scan` (``n_jobs``); ``verbose`` > 0 logs
+        progress to the "bpt" logger.  Uses the remembered fit of the data (or fits).
+        See docs/inference.md (*Impacts*) and ``bpt.plotting.plot_impacts``.
+        """
+        from ._impacts import compute_impacts
+        from ._tools_progress import check_verbose
+        verbose = check_verbose(verbose)
+        j = self._poi_index(poi)
+        data = self._data(X, weight)
+        lik = self.likelihood_
+        fit = self._fit_cached(lik, data)
+        return compute_impacts(lik, data, fit, j, n_jobs, verbose)
+
+    def goodness_of_fit(self, X, weight=None, n_bins=10, n_toys=100, quantity="ratio",
+                        random_state=None, n_jobs=None, verbose=0):
+        """Pearson chi2 of the fit in quantile bins of a per-event quantity, toy p-value.
+
+        The data are binned in ``n_bins`` quantile bins (equal expected counts at the
+        best fit) of ``quantity``: ``"ratio"`` (default) the fitted per-event ratio
+        dSigma(x|theta^,nu^)/dSigma(x|SM), a feature index, or a callable X -> (N,);
+        X2 = sum_b (O_b - E_b)^2 / E_b.  ``n_toys`` toys drawn at the best fit (global
+        observables around nu^), each refitted and binned at its own fit, give the
+        p-value = fraction of toys with X2 >= the observed (``n_toys=0``: none, NaN);
+        ``p_value_asymptotic`` = chi2.sf(X2, n_bins - free parameters) is for reference
+        only.  Returns a :class:`GoodnessOfFitResult`.  Toys run through joblib
+        (``n_jobs``); the result depends only on ``random_state``.  See docs/math.md
+        (section 4) and docs/inference.md (*Goodness of fit*).
+        """
+        from ._gof import check_n_bins, resolve_quantity, unbinned_gof
+        from ._toys import seed_sequences
+        from ._tools_progress import check_verbose
+        verbose = check_verbose(verbose)
+        n_bins = check_n_bins(n_bins)
+        if (isinstance(n_toys, bool) or not isinstance(n_toys, numbers.Integral)
+                or n_toys < 0):
+            raise ValueError(f"n_toys must be a non-negative integer, got {n_toys!r}")
+        data = self._data(X, weight)
+        comp = self._compile()
+        lik = comp["lik"]
+        u_data, u_sim = resolve_quantity(quantity, self, X, comp["X"])
+        seeds = seed_sequences(random_state, int(n_toys)) if n_toys else ()
+        fit = self._fit_cached(lik, data)
+        return unbinned_gof(lik, data, fit, comp["coef"], comp["blocks"], u_data, u_sim,
+                            n_bins, seeds, n_jobs, verbose)
+
 
 def load_model(source, trusted=False):
     """Load an :class:`AdditiveModel` saved with ``model.save(path)``.
