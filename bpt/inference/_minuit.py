@@ -88,7 +88,7 @@ def make_minuit(lik, data, start=None, tol=DEFAULT_TOL, parallel=True):
     cost = MinuitCost(lik, data, parallel)
     kw = {"grad": cost.grad, "name": names}
     if "hessian" in inspect.signature(iminuit.Minuit.__init__).parameters:
-        kw["hessian"] = cost.hessian              # iminuit >= 2.28: HESSE uses it
+        kw["hessian"] = cost.hessian              # recent iminuit: HESSE evaluates it
     m = iminuit.Minuit(cost, z0, **kw)          # errordef 0.5 from cost.errordef
     m.tol = tol
     m.print_level = 0
