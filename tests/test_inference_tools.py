@@ -201,12 +201,15 @@ def test_impacts_exact_refits_gaussian_limit_and_ranking(model, data, sim):
     assert "theta" in imp.table() and imp.names[0] in str(imp)
 
 
-def test_impacts_joblib_free_nuisance_and_bad_input(sim, data):
+def test_impacts_joblib_free_nuisance_and_bad_input(sim, data, caplog):
+    import logging
+
     import joblib
     model = make_model(sim, norm_constraint=None)
     imp1 = model.impacts(data)
-    with joblib.parallel_config(backend="threading"):
+    with joblib.parallel_config(backend="threading"), caplog.at_level(logging.INFO, "bpt"):
         imp2 = model.impacts(data, n_jobs=2, verbose=1)
+    assert "impacts: 6/6" in caplog.text            # 4 refits (shape) + 2 (free norm)
     assert imp1.names == imp2.names
     np.testing.assert_array_equal(imp1.impact_up, imp2.impact_up)
     np.testing.assert_array_equal(imp1.prefit_down, imp2.prefit_down)
@@ -298,12 +301,12 @@ def test_unbinned_gof_content_and_mismodelling(model, data, sim):
 
 def test_unbinned_gof_p_value_uniform_under_the_model(model):
     """Datasets drawn from the model itself: the toy p-values are ~U(0, 1)."""
-    toys = model.toys([THETA_TRUE], [0.0, 0.0], 20, random_state=7)
-    p = np.array([model.goodness_of_fit(t, n_bins=6, n_toys=40, random_state=i).p_value
+    toys = model.toys([THETA_TRUE], [0.0, 0.0], 16, random_state=7)
+    p = np.array([model.goodness_of_fit(t, n_bins=6, n_toys=30, random_state=i).p_value
                   for i, t in enumerate(toys)])
-    # mean of 20 U(0,1) has sd 0.065; the toy p-values add binomial noise (sd <= 0.08 each)
+    # the mean of 16 U(0,1) has sd 0.072; the toy p-values add binomial noise (<= 0.09 each)
     assert abs(p.mean() - 0.5) < 0.2
-    assert np.mean(p < 0.05) <= 0.2
+    assert np.mean(p < 0.05) <= 0.25 and np.mean(p > 0.95) <= 0.25
 
 
 # ----------------------------------------------------------------------------- pyhf export

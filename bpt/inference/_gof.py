@@ -200,7 +200,11 @@ def unbinned_gof(lik, data, fit, sim_coef, blocks, u_data=None, u_sim=None, n_bi
     n_bins = check_n_bins(n_bins)
     z_hat = np.concatenate([fit.theta, fit.nu])
     w_sim = np.concatenate(lik.expected_weights(z_hat, blocks))
-    check_expected(w_sim, "raise", lik.describe(z_hat))
+    try:
+        check_expected(w_sim, "raise", lik.describe(z_hat))
+    except ValueError as exc:
+        raise ValueError(f"goodness_of_fit needs non-negative expected weights of the "
+                         f"simulation at the best fit (its bins and toys): {exc}") from None
     fixed = u_sim is not None
     if not fixed:
         u_sim_hat = event_ratio(lik, z_hat, sim_coef)

@@ -17,9 +17,12 @@ A BIT ratio with an x-dependent or quadratic coefficient, or a BPT shape systema
 refused with a ValueError naming the process.  The channel is duck-typed: ``name``,
 ``process_names``, ``edges`` (B+1,), ``pois``, ``nuisance_names``,
 ``expected_by_process(theta, nu)`` -> (n_proc, B), ``normalization_modifiers()`` -> list of
-(process, nuisance, kappa) including the luminosity, ``has_shape_dependence()``, and
-optionally ``nuisances`` (objects with ``name`` and ``constraint``; without it every
-nuisance is Gaussian-constrained).
+(process, nuisance, kappa) including the luminosity, and optionally ``nuisances``
+(objects with ``name`` and ``constraint``; without it every nuisance is
+Gaussian-constrained).  Whether the dependence is normalisation-type is decided
+numerically (the yields at nu_k = 1, -1, 1/2 and theta_a = 1, -1/2, 2 against the
+normalisation factors, to 1e-9), so a ``has_shape_dependence()`` flag is not needed: a
+process is refused only where its yields actually differ, and named.
 """
 
 from __future__ import annotations
@@ -161,9 +164,6 @@ def to_pyhf_workspace(channel, data_counts, poi=None, measurement="measurement")
                                  f"different factors 1 + c theta (c = {cs.tolist()}); one pyhf "
                                  "normfactor cannot express that")
             poi_slope[t_name] = (sorted(slopes), float(cs[0]))
-    if channel.has_shape_dependence():
-        raise ValueError(f"channel {name!r} has shape (x-dependent) dependence on its "
-                         "parameters; only normalisation-type dependence can be exported to pyhf")
 
     # ---- modifiers per sample
     cons = _constraints(channel, nu_names)
