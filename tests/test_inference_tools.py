@@ -159,6 +159,17 @@ def test_minuit_fixed_parameter_and_start(model, data):
         model.minuit(data, theta=[0.5, 1.0])
 
 
+def test_minuit_from_a_non_convex_start(model, data):
+    """At (0, -3, 3) the Hessian of -q is not positive definite: Minuit2 then needs G2
+    (without it iminuit 2.33 raised TypeError "'NoneType' object is not callable")."""
+    q, G, H = model.q([0.0], [-3.0, 3.0], data, derivatives=2)
+    assert np.linalg.eigvalsh(-H)[0] < 0
+    m = model.minuit(data, theta=[0.0], nu=[-3.0, 3.0])
+    m.migrad()
+    fit = model.fit(data)
+    assert m.valid and abs(-m.fval - fit.q) < 1e-6
+
+
 def test_minuit_missing_iminuit(model, data, monkeypatch):
     monkeypatch.setitem(sys.modules, "iminuit", None)
     with pytest.raises(ImportError, match=r"bpt\[minuit\]"):

@@ -10,6 +10,7 @@ Works on a ``Likelihood`` and a data tuple only, like ``_fit``.
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import numpy as np
 
@@ -71,6 +72,10 @@ class MinuitCost:
     def hessian(self, z):
         return self._eval(z, 2)[2]
 
+    def g2(self, z):
+        """The diagonal of the Hessian."""
+        return np.diag(self._eval(z, 2)[2]).copy()
+
 
 def make_minuit(lik, data, start=None, tol=DEFAULT_TOL, parallel=True):
     """An ``iminuit.Minuit`` minimising -q over z = (theta, nu), named by POI / nuisance.
@@ -87,9 +92,17 @@ def make_minuit(lik, data, start=None, tol=DEFAULT_TOL, parallel=True):
     names = list(pois) + list(nuisances)
     cost = MinuitCost(lik, data, parallel)
     kw = {"grad": cost.grad, "name": names}
-    if "hessian" in inspect.signature(iminuit.Minuit.__init__).parameters:
-        kw["hessian"] = cost.hessian              # recent iminuit: HESSE evaluates it
-    m = iminuit.Minuit(cost, z0, **kw)          # errordef 0.5 from cost.errordef
+    accepted = inspect.signature(iminuit.Minuit.__init__).parameters
+    if "hessian" in accepted:
+        # recent iminuit: MIGRAD's seed and HESSE use the exact Hessian.  g2 must be given
+        # too although iminuit warns that the Hessian overrides it: without it Minuit2
+        # calls a missing g2 on some problems (TypeError "'NoneType' object is not
+        # callable", seen with 22 parameters and iminuit 2.33).
+        kw["hessian"] = cost.hessian
+        kw["g2"] = cost.g2
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="hessian overrides g2")
+        m = iminuit.Minuit(cost, z0, **kw)      # errordef 0.5 from cost.errordef
     m.tol = tol
     m.print_level = 0
     gauss = np.asarray(lik.gaussian, dtype=bool)
