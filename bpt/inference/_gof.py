@@ -46,7 +46,8 @@ class GoodnessOfFitResult:
     method : "pearson-quantile" or "saturated"
     observed, expected : (B,) per-bin observed and expected counts
     edges : (B+1,) bin edges in the tested quantity (None for ``saturated_gof``)
-    toy_statistics : (n_toys,) the statistic of each toy (None without toys)
+    toy_statistics : (n_toys,) the statistic of each toy (None without toys; NaN where the
+        toy's fit or binning failed: left out of the p-value)
     toy_success : (n_toys,) each toy's fit converged (None without toys)
     """
     statistic: float
@@ -171,7 +172,10 @@ def _toy_statistic(lik, coef, blocks, u_fixed, z_gen, rows, weight, aux, n_bins,
         return np.nan, False
     w_sim = np.concatenate(lik.expected_weights(best.z, blocks))
     u_sim = event_ratio(lik, best.z, coef) if u_fixed is None else u_fixed
-    stat = pearson_quantile(u_sim[rows], weight, u_sim, w_sim, n_bins)[0]
+    try:
+        stat = pearson_quantile(u_sim[rows], weight, u_sim, w_sim, n_bins)[0]
+    except ValueError:                  # a bin without positive expectation at this toy's fit
+        return np.nan, False
     return stat, bool(best.success)
 
 
