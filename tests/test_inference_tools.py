@@ -118,7 +118,8 @@ def data(sim):
     n_s = rng.poisson(SIG * np.mean((1 + THETA_TRUE * sim[0][:, 0] / 2) ** 2))
     # signal at theta_true by accept-reject from Exp(1) with (1 + theta x / 2)^2 / max
     xs = rng.exponential(1.0, 20 * n_s)
-    acc = rng.uniform(size=xs.shape[0]) < (1 + THETA_TRUE * xs / 2) ** 2 / (1 + THETA_TRUE * 10) ** 2
+    bound = (1 + THETA_TRUE * 10) ** 2                      # the maximum for x < 20
+    acc = rng.uniform(size=xs.shape[0]) < (1 + THETA_TRUE * xs / 2) ** 2 / bound
     xs = xs[acc & (xs < 20)][:n_s]
     xb = rng.exponential(0.5, rng.poisson(BKG))
     return np.concatenate([xs, xb])[:, None]
@@ -460,3 +461,19 @@ def test_unbinned_gof_p_value_uniform_many_datasets(model):
                   for i, t in enumerate(toys)])
     assert stats.kstest(p, "uniform").pvalue > 0.01
     assert abs(p.mean() - 0.5) < 0.1
+
+
+def test_pyhf_export_without_constraint_info_is_all_normsys():
+    """A channel without ``nuisances`` objects: every nuisance is Gaussian (normsys)."""
+    ch = StandInChannel(NOMINAL, MODS, NUIS)
+    del ch.nuisances
+    spec = to_pyhf_workspace(ch, COUNTS)
+    types = {m["name"]: m["type"] for s in spec["channels"][0]["samples"]
+             for m in s["modifiers"]}
+    assert types == {"mu": "normsys", "lumi": "normsys", "bkg_norm": "normsys"}
+    assert spec["measurements"][0]["config"]["parameters"] == []
+    _, _, pm = _pyhf_model(spec)
+    pars = _pars(pm, {"mu": 0.6, "lumi": -1.2, "bkg_norm": 0.4})
+    np.testing.assert_allclose(pm.expected_actualdata(pars),
+                               ch.expected_by_process([0.0], np.array([0.6, -1.2, 0.4])).sum(0),
+                               rtol=1e-12)
