@@ -60,7 +60,7 @@ from bpt.dask import DaskBoostedInformationTree, DaskBoostedParametricTree  # no
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as c:
             yield c
 
@@ -185,39 +185,54 @@ def test_early_stopping_on_training_loss(client):
     assert_same_trees(dk, mem)
 
 
-def test_predict_on_dask_arrays_and_dataframes(client, tmp_path):
-    pd = pytest.importorskip("pandas")
-    dd = pytest.importorskip("dask.dataframe")
+def test_predict_on_dask_arrays_save_and_load(client, tmp_path):
     X, y = bit_data(5_000, 2, seed=9, nan=False)
-    names = ["a", "b", "c", "d"]
-    dfX = dd.from_pandas(pd.DataFrame(X, columns=names), npartitions=3)
     kw = dict(n_parameters=2, n_estimators=3, early_stopping=False, random_state=1)
-    dk = DaskBoostedInformationTree(**kw).fit(dfX, y, client=client)
-    assert list(dk.feature_names_in_) == names
-    mem = bpt.BoostedInformationTree(**kw).fit(pd.DataFrame(X, columns=names), y)
+    dk = DaskBoostedInformationTree(**kw).fit(chunked(X, 1200), chunked(y, 1200),
+                                              client=client)
+    mem = bpt.BoostedInformationTree(**kw).fit(X, y)
     assert_same_trees(dk, mem)
-    Xd = chunked(X, 1700)
-    pred = dk.predict(Xd)
-    assert isinstance(pred, da.Array)
-    np.testing.assert_array_equal(pred.compute(), mem.predict(X))
-    np.testing.assert_array_equal(dk.predict(dfX).compute(), mem.predict(X))
-    np.testing.assert_array_equal(dk.predict(pd.DataFrame(X, columns=names)), mem.predict(X))
-    theta = np.array([[0.5, -1.0], [1.0, 2.0]])
-    np.testing.assert_array_equal(dk.predict_ratio(Xd, theta).compute(),
-                                  mem.predict_ratio(X, theta))
-    np.testing.assert_array_equal(dk.predict_ratio(Xd, theta[0]).compute(),
-                                  mem.predict_ratio(X, theta[0]))
-    with pytest.raises(ValueError, match="feature names"):
-        dk.predict(dfX.rename(columns={"a": "z"}))
-
     local = dk.to_local()
     assert type(local) is bpt.BoostedInformationTree
     assert local.get_params() == dk.get_params()
+    assert not hasattr(local, "dask_traffic_")
+    Xd = chunked(X, 1700)
+    pred = dk.predict(Xd)
+    assert isinstance(pred, da.Array)
+    np.testing.assert_array_equal(pred.compute(), local.predict(X))
+    np.testing.assert_allclose(pred.compute(), mem.predict(X), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(dk.predict(X), local.predict(X))       # numpy: as usual
+    theta = np.array([[0.5, -1.0], [1.0, 2.0]])
+    np.testing.assert_array_equal(dk.predict_ratio(Xd, theta).compute(),
+                                  local.predict_ratio(X, theta))
+    np.testing.assert_array_equal(dk.predict_ratio(Xd, theta[0]).compute(),
+                                  local.predict_ratio(X, theta[0]))
+    with pytest.raises(ValueError, match="features"):
+        dk.predict(Xd[:, :3])
     path = tmp_path / "bit.bpt"
     dk.save(path)
     back = bpt.load(path)
     assert type(back) is bpt.BoostedInformationTree
-    np.testing.assert_array_equal(back.predict(X), mem.predict(X))
+    np.testing.assert_array_equal(back.predict(X), local.predict(X))
+    np.testing.assert_array_equal(back.train_loss_, dk.train_loss_)
+
+
+def test_dask_dataframe_input(client):
+    pd = pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")
+    X, y = bit_data(5_000, 1, seed=9, nan=False, order=1)
+    names = ["a", "b", "c", "d"]
+    dfX = dd.from_pandas(pd.DataFrame(X, columns=names), npartitions=3)
+    dfy = dd.from_pandas(pd.DataFrame(y, columns=["c0", "c1"]), npartitions=3)
+    kw = dict(n_parameters=1, order=1, n_estimators=3, early_stopping=False, random_state=1)
+    dk = DaskBoostedInformationTree(**kw).fit(dfX, dfy, client=client)
+    assert list(dk.feature_names_in_) == names
+    mem = bpt.BoostedInformationTree(**kw).fit(pd.DataFrame(X, columns=names), y)
+    assert_same_trees(dk, mem)
+    local = dk.to_local()
+    np.testing.assert_array_equal(dk.predict(dfX).compute(), local.predict(X))
+    with pytest.raises(ValueError, match="feature names"):
+        dk.predict(dfX.rename(columns={"a": "z"}))
 
 
 def test_bpt_predict_log_ratio_on_dask(client):
@@ -266,3 +281,23 @@ def test_bad_input_names_the_block(client):
         est.fit(chunked(X, 1000), chunked(y[:, :1], 1000), client=client)
     with pytest.raises(ValueError, match="rows"):
         est.fit(chunked(X, 1000), chunked(y[:2000], 1000), client=client)
+
+
+def test_worker_lost_during_fit_raises():
+    """A worker that leaves during the fit (closed after the 2nd tree) aborts the fit with
+    a RuntimeError naming it; no (silently different) model is returned."""
+    X, y = bit_data(4_000, 1, seed=3, nan=False, order=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster:
+        with distributed.Client(cluster) as c:
+            def close_a_worker(info):
+                if info.iteration == 2:
+                    worker = next(iter(cluster.workers.values()))
+                    cluster.sync(worker.close)
+
+            est = DaskBoostedInformationTree(n_parameters=1, order=1, n_estimators=6,
+                                             early_stopping=False)
+            with pytest.raises(RuntimeError, match="lost during the fit"):
+                est.fit(chunked(X, 1000), chunked(y, 1000), client=c,
+                        callbacks=[close_a_worker])
+            assert not hasattr(est, "ensemble_")
