@@ -233,6 +233,7 @@ def _w_targets(key, step, U, scale):
 def _w_step(key, step, msg):
     """One round trip of growth: apply ``splits``; optionally finish the previous tree
     (update, loss) and start a new one (root stats); build the histograms ``builds``."""
+    t0 = time.perf_counter()
     sh = _shard(key, step)
     onehot = sh.kind == "bpt"
     cls = sh.cls if onehot else None
@@ -278,6 +279,7 @@ def _w_step(key, step, msg):
                 build_histogram(sh.Xb, sh.rows, a, z, sh.Y, cls, onehot, K, hist[j], order,
                                 identity and nid == 0, nthreads)
             out["hist"] = hist
+    out["seconds"] = time.perf_counter() - t0
     return out
 
 
@@ -304,6 +306,7 @@ class _Cluster:
         self.sent = 0              # bytes of messages sent (pickled)
         self.received = 0          # bytes of results received (array nbytes)
         self.round_trips = 0
+        self.worker_seconds = 0.0  # per round trip the slowest worker's compute time
 
     def submit_all(self, fn, args_of, count=True):
         """``fn(key, step, *args_of(j))`` on every shard's worker; results in shard order."""
@@ -320,6 +323,8 @@ class _Cluster:
         self.round_trips += 1
         if count:
             self.received += sum(_nbytes(r) for r in res)
+            self.worker_seconds += max((r.get("seconds", 0.0) for r in res
+                                        if isinstance(r, dict)), default=0.0)
         return res
 
     def gather(self, futures):
@@ -332,7 +337,6 @@ class _Cluster:
                 if "Timeout" not in type(exc).__name__:
                     raise
                 self.check_alive(futures)
-        self.check_alive(futures)
         return self.client.gather(futures)
 
     def check_alive(self, futures):
@@ -521,6 +525,7 @@ class _DaskMixin:
         except BaseException:
             cl.drop()
             raise
+        cl.rows = [i["n"] for i in infos]
         # the shards hold the blocks they need; release ours (freed unless the caller
         # keeps them)
         del X, T, w, arrays, fX, fT, fw, futures
@@ -568,10 +573,10 @@ class _DaskMixin:
         train_loss = []
         monitored = train_loss
         early = bool(self._early_stopping_on)
-        traffic = {"sent": [], "received": [], "round_trips": []}
+        traffic = {"sent": [], "received": [], "round_trips": [], "worker_seconds": []}
         t_start = time.perf_counter()
         prev = {}
-        counters = (cl.sent, cl.received, cl.round_trips)
+        counters = (cl.sent, cl.received, cl.round_trips, cl.worker_seconds)
         for b in range(self.n_estimators):
             eta = self._learning_rate(b)
             tree, pending, leaves = self._grow_one(cl, g, base, prev)
@@ -587,10 +592,9 @@ class _DaskMixin:
             else:
                 # the loss drop of the tree from its leaf sums (as BITLoss.end_tree)
                 train_loss.append(float(loss.end_tree(None, tree, eta)))
-            now = (cl.sent, cl.received, cl.round_trips)
-            traffic["sent"].append(now[0] - counters[0])
-            traffic["received"].append(now[1] - counters[1])
-            traffic["round_trips"].append(now[2] - counters[2])
+            now = (cl.sent, cl.received, cl.round_trips, cl.worker_seconds)
+            for j, k in enumerate(("sent", "received", "round_trips", "worker_seconds")):
+                traffic[k].append(now[j] - counters[j])
             counters = now
             if self.verbose:
                 self._report(b, tree, train_loss, [], time.perf_counter() - t_start)
@@ -616,9 +620,11 @@ class _DaskMixin:
             del self.validation_loss_
         self.n_iter_ = int(ens.n_trees)
         self.fit_time_ = time.perf_counter() - t_start
-        self.dask_traffic_ = {k: np.array(v, dtype=np.int64) for k, v in traffic.items()}
+        self.dask_traffic_ = {k: np.array(v, dtype=np.float64 if k == "worker_seconds"
+                                          else np.int64) for k, v in traffic.items()}
         self.dask_traffic_["sample_bytes"] = self._sample_bytes
         self.dask_traffic_["n_workers"] = len(cl.workers)
+        self.dask_traffic_["rows_per_worker"] = np.array(cl.rows, dtype=np.int64)
         if self.max_depth != 0 and not np.any(self.ensemble_.arrays["feature"] >= 0):
             warn_user(
                 f"{type(self).__name__}: no valid split was found in any tree (constant "
