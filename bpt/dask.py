@@ -283,9 +283,11 @@ def _w_step(key, step, msg):
     return out
 
 
-def _w_drop(key):
+def _w_drop_token(token):
+    """Remove every shard of the fit ``token`` from this worker's process."""
     with _SHARDS_LOCK:
-        _SHARDS.pop(key, None)
+        for key in [k for k in _SHARDS if k[0] == token]:
+            del _SHARDS[key]
 
 
 def _predict_block(block, est, method, args):
@@ -356,12 +358,15 @@ class _Cluster:
         return set(info["workers"])
 
     def drop(self):
-        for j, addr in enumerate(self.workers):
-            try:
-                self.client.submit(_w_drop, self.keys[j], workers=[addr],
-                                   allow_other_workers=False, pure=False)
-            except Exception:  # noqa: BLE001 - best effort cleanup (client closing)
-                pass
+        """Free the shards on the workers that are still alive (``client.run``: runs at
+        once, outside the task graph)."""
+        try:
+            alive = self.alive()
+            addrs = sorted({a for a in self.workers if a in alive})
+            if addrs:
+                self.client.run(_w_drop_token, self.token, workers=addrs)
+        except Exception:  # noqa: BLE001 - best effort cleanup (client closing)
+            pass
 
 
 def _takes_n_workers(client):
