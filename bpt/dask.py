@@ -36,7 +36,8 @@ import numba
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import WEIGHT_FLOOR, IterationInfo, _verbose_logging, logger, weight_scale
+from ._base import (EARLY_STOPPING_MIN_ROWS, WEIGHT_FLOOR, IterationInfo, _verbose_logging,
+                    logger, weight_scale)
 from ._bit import BoostedInformationTree, _transform_targets
 from ._bpt import BoostedParametricTree, _unique_rows
 from ._engine._binning import BinMapper
@@ -125,29 +126,36 @@ def _w_create(key, kind, n_jobs, offsets, X_blocks, t_blocks, w_blocks, spec):
     """Check this worker's blocks, register the shard; return totals for the client."""
     sh = _Shard(kind, n_jobs)
     Xs, ts, ws = [], [], []
+    pre = spec.get("prefix", "")
+    tname = pre + ("y" if kind == "bit" else "nu")
+    # eval_set X is float64, as in memory; training X keeps float32
+    xdtype = np.float64 if pre else (np.float64, np.float32)
     for j, Xc in enumerate(X_blocks):
         off = offsets[j]
         n = Xc.shape[0]
         try:
-            Xc = check_features(Xc, "X", n_features=spec["n_features"],
-                                dtype=(np.float64, np.float32), allow_nan=True)
+            # eval_set X: no NaN, as the in-memory fit's eval_set check
+            Xc = check_features(Xc, pre + "X", n_features=spec["n_features"], dtype=xdtype,
+                                allow_nan=not pre)
         except ValueError as exc:
-            raise _chunk_error(exc, "X", off, n) from None
+            raise _chunk_error(exc, pre + "X", off, n) from None
         wc = None if w_blocks is None else w_blocks[j]
         try:
             if wc is not None:
-                wc = check_sample_weight(np.asarray(wc), n)
+                wc = check_sample_weight(np.asarray(wc), n, pre + "sample_weight")
             if kind == "bit":
-                tc = spec["checker"]._check_y(np.asarray(t_blocks[j]), n, spec["n_terms"], wc)
+                tc = spec["checker"]._check_y(np.asarray(t_blocks[j]), n, spec["n_terms"], wc,
+                                              name=tname)
             else:
-                tc = spec["checker"]._check_nu(np.asarray(t_blocks[j]), n)
+                tc = spec["checker"]._check_nu(np.asarray(t_blocks[j]), n, name=tname)
         except ValueError as exc:
-            raise _chunk_error(exc, "y" if kind == "bit" else "nu", off, n) from None
+            raise _chunk_error(exc, tname, off, n) from None
         Xs.append(Xc)
         ts.append(tc)
         ws.append(wc)
     sh.n = int(sum(x.shape[0] for x in Xs))
     sh.X = Xs
+    sh.offsets = list(offsets)
     out = {"n": sh.n}
     if kind == "bit":
         sh.y = ts
@@ -281,6 +289,62 @@ def _w_step(key, step, msg):
             out["hist"] = hist
     out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def _w_val_init(key, step, arg):
+    """Validation rows (eval_set): BIT ``arg`` = None: returns the SM weight sum; BPT
+    ``arg`` = (nominal + base points, V): classes, then counts and weight sums."""
+    sh = _shard(key, step)
+    sh.Xv = np.ascontiguousarray(np.concatenate(sh.X))
+    sh.X = None
+    if sh.kind == "bit":
+        sh.C = np.concatenate(sh.y)
+        sh.y = None
+        sh.F = np.zeros((sh.n, sh.C.shape[1] - 1))
+        return float(sh.C[:, 0].sum())
+    points, V = arg
+    sh.V = V
+    off, cls = 0, []
+    for nu, start in zip(sh.nu, sh.offsets):
+        match = np.all(nu[:, None, :] == points[None, :, :], axis=2)
+        if not match.any(axis=1).all():
+            bad = int(np.flatnonzero(~match.any(axis=1))[0])
+            raise ValueError(f"eval_set nu row {start + bad} = {nu[bad].tolist()} is not one "
+                             f"of the fitted base points (nominal or "
+                             f"{points[1:].tolist()})")
+        cls.append(match.argmax(axis=1).astype(np.int64))
+        off += nu.shape[0]
+    sh.cls = np.concatenate(cls)
+    sh.nu = None
+    sh.w = np.concatenate(sh.w)
+    sh.F = np.zeros((sh.n, V.shape[1]))
+    m = points.shape[0]
+    return (np.bincount(sh.cls, minlength=m),
+            np.bincount(sh.cls, weights=sh.w, minlength=m))
+
+
+def _w_val_tree(key, step, arrays, M):
+    """Add one tree to the validation predictions; partial sums of the loss."""
+    t0 = time.perf_counter()
+    sh = _shard(key, step)
+    with numba_threads(sh.n_jobs):
+        TreeEnsemble.from_arrays(arrays).predict(sh.Xv, 0, 1, out=sh.F)
+        if sh.kind == "bit":
+            C, F = sh.C, sh.F
+            FM = F @ M
+            num = (np.einsum("i,ij,ij->", C[:, 0], FM, F)
+                   - 2.0 * np.einsum("ij,ij->", C[:, 1:], FM))
+            res = (float(num), float(C[:, 0].sum()))
+        else:
+            cls, w = sh.cls, sh.w
+            G = np.ascontiguousarray(sh.F @ sh.V.T)
+            own = np.ascontiguousarray(G[np.arange(sh.n), np.maximum(cls - 1, 0)])
+            nom_index, _ = _nominal_index(cls)
+            g_nom = np.ascontiguousarray(G[cls == 0])
+            loss = bpt_model_loss(w, cls, g_nom, own, nom_index, np.empty(0))
+            total = sh.V.shape[0] * w[cls == 0].sum() + w[cls > 0].sum()
+            res = (float(loss), float(total))
+    return {"partial": res, "seconds": time.perf_counter() - t0}
 
 
 def _w_drop_token(token):
@@ -440,12 +504,10 @@ class _DaskMixin:
             unsupported.append(f"subsample={self.subsample!r} (only 1.0)")
         if self.max_features != 1.0:
             unsupported.append(f"max_features={self.max_features!r} (only 1.0)")
-        if eval_set is not None:
-            unsupported.append("eval_set")
         if groups is not None:
             unsupported.append("groups")
         if self.early_stopping is True and self.n_iter_no_change is not None and (
-                self.validation_fraction is not None):
+                self.validation_fraction is not None) and eval_set is None:
             unsupported.append(
                 f"early_stopping=True with validation_fraction={self.validation_fraction!r} "
                 "(an internal validation split; set validation_fraction=None to monitor "
@@ -454,9 +516,16 @@ class _DaskMixin:
             raise NotImplementedError(
                 f"{type(self).__name__} does not support " + "; ".join(unsupported)
                 + " (see docs/dask.md); the in-memory estimator does")
-        # "auto" is off on dask (documented); True monitors the training loss
-        self._early_stopping_on = (self.early_stopping is True
-                                   and self.n_iter_no_change is not None)
+
+    def _plan_early_stopping(self, n, has_eval_set):
+        """As in memory with ``eval_set``; without it "auto" is off and True monitors the
+        training loss (validation_fraction=None, checked above)."""
+        es = self.early_stopping
+        if has_eval_set:
+            on = (n >= EARLY_STOPPING_MIN_ROWS) if es == "auto" else bool(es)
+        else:
+            on = es is True
+        self._early_stopping_on = bool(on) and self.n_iter_no_change is not None
 
     def _client(self, client, distributed):
         if client is not None:
@@ -470,22 +539,33 @@ class _DaskMixin:
 
     # ---------------------------------------------------------------- setup
     def _setup(self, client, X, T, w, kind, spec):
-        """Persist the blocks, create one shard per worker; returns (cluster, infos)."""
+        """Persist the blocks, create one shard per worker; returns (cluster, infos).
+        ``spec["prefix"]`` = "eval_set ": the validation rows (checked against X)."""
         dask, da, distributed = _dask_modules()
-        X, names = _rows_array(X, "X", da, ndim=(2,))
+        pre = spec.get("prefix", "")
+        X, names = _rows_array(X, pre + "X", da, ndim=(2,))
+        if pre:
+            if int(X.shape[1]) != spec["n_features"]:
+                raise ValueError(f"eval_set X has {X.shape[1]} features, but the model is "
+                                 f"fitted with {spec['n_features']}")
+            fitted = getattr(self, "feature_names_in_", None)
+            if names is not None and fitted is not None and names != list(fitted):
+                raise ValueError(f"eval_set X has feature names {names}, but X has "
+                                 f"{list(fitted)}")
         spec["n_features"] = int(X.shape[1])
         n = int(X.shape[0])
         if n == 0:
-            raise ValueError("X has no rows")
+            raise ValueError(f"{pre}X has no rows")
         row_chunks = X.chunks[0]
-        T, _ = _rows_array(T, "y" if kind == "bit" else "nu", da, row_chunks)
+        tname = pre + ("y" if kind == "bit" else "nu")
+        T, _ = _rows_array(T, tname, da, row_chunks)
         if int(T.shape[0]) != n:
-            raise ValueError(f"{'y' if kind == 'bit' else 'nu'} has {T.shape[0]} rows but X "
-                             f"has {n}")
+            raise ValueError(f"{tname} has {T.shape[0]} rows but {pre}X has {n}")
         if w is not None:
-            w, _ = _rows_array(w, "sample_weight", da, row_chunks, ndim=(1,))
+            w, _ = _rows_array(w, pre + "sample_weight", da, row_chunks, ndim=(1,))
             if int(w.shape[0]) != n:
-                raise ValueError(f"sample_weight has {w.shape[0]} rows but X has {n}")
+                raise ValueError(f"{pre}sample_weight has {w.shape[0]} rows but {pre}X has "
+                                 f"{n}")
         # blocks of the targets and weights aligned with X's (a rechunk moves data)
         if T.chunks[0] != row_chunks:
             T = T.rechunk({0: row_chunks})
@@ -562,7 +642,8 @@ class _DaskMixin:
         return mapper
 
     # ---------------------------------------------------------------- boosting
-    def _dask_boost(self, cl, mapper, loss, weight_total, weight_scale_, callbacks, n_feat):
+    def _dask_boost(self, cl, mapper, loss, weight_total, weight_scale_, callbacks, n_feat,
+                    vcl=None):
         """The boosting loop of ``BaseBoostedTrees._boost_loop`` with level-wise growth on
         the shards."""
         min_weight = max(getattr(self, "min_weight_leaf", 0.0) * weight_scale_, WEIGHT_FLOOR)
@@ -575,13 +656,19 @@ class _DaskMixin:
                  edges=np.concatenate([mapper.edges_, np.full((n_feat, 1), np.inf)], axis=1))
         base = dict(K=K, C=C, mcode=g["mcode"])
         ens = TreeEnsemble(loss.n_terms)
-        train_loss = []
-        monitored = train_loss
+        train_loss, val_loss = [], []
+        monitored = val_loss if vcl is not None else train_loss
         early = bool(self._early_stopping_on)
         traffic = {"sent": [], "received": [], "round_trips": [], "worker_seconds": []}
         t_start = time.perf_counter()
         prev = {}
-        counters = (cl.sent, cl.received, cl.round_trips, cl.worker_seconds)
+        clusters = [cl] if vcl is None else [cl, vcl]
+
+        def totals():
+            return tuple(sum(getattr(c, k) for c in clusters)
+                         for k in ("sent", "received", "round_trips", "worker_seconds"))
+
+        counters = totals()
         for b in range(self.n_estimators):
             eta = self._learning_rate(b)
             tree, pending, leaves = self._grow_one(cl, g, base, prev)
@@ -597,20 +684,28 @@ class _DaskMixin:
             else:
                 # the loss drop of the tree from its leaf sums (as BITLoss.end_tree)
                 train_loss.append(float(loss.end_tree(None, tree, eta)))
-            now = (cl.sent, cl.received, cl.round_trips, cl.worker_seconds)
+            if vcl is not None:
+                one = TreeEnsemble(loss.n_terms)
+                one.add(tree, eta)
+                res = vcl.submit_all(_w_val_tree, lambda j: (one.arrays, vcl.M))
+                val_loss.append(sum(r["partial"][0] for r in res)
+                                / sum(r["partial"][1] for r in res))
+            now = totals()
             for j, k in enumerate(("sent", "received", "round_trips", "worker_seconds")):
                 traffic[k].append(now[j] - counters[j])
             counters = now
             if self.verbose:
-                self._report(b, tree, train_loss, [], time.perf_counter() - t_start)
-            info = IterationInfo(b + 1, train_loss[-1], None, self)
+                self._report(b, tree, train_loss, val_loss, time.perf_counter() - t_start)
+            info = IterationInfo(b + 1, train_loss[-1], val_loss[-1] if val_loss else None,
+                                 self)
             stop_cb = False
             for cb in callbacks:
                 stop_cb = bool(cb(info)) or stop_cb
             if early and self._should_stop(monitored):
                 if self.verbose:
                     logger.info("[%s] early stopping after %d trees: no improvement of the "
-                                "training loss in the last %d trees", self._name, b + 1,
+                                "%s loss in the last %d trees", self._name, b + 1,
+                                "validation" if vcl is not None else "training",
                                 self.n_iter_no_change)
                 break
             if stop_cb:
@@ -621,7 +716,9 @@ class _DaskMixin:
             ens.truncate(int(np.argmin(monitored)) + 1)
         self.ensemble_ = TreeEnsemble.from_arrays(ens.arrays)
         self.train_loss_ = np.array(train_loss, dtype=np.float64)
-        if hasattr(self, "validation_loss_"):
+        if vcl is not None:
+            self.validation_loss_ = np.array(val_loss, dtype=np.float64)
+        elif hasattr(self, "validation_loss_"):
             del self.validation_loss_
         self.n_iter_ = int(ens.n_trees)
         self.fit_time_ = time.perf_counter() - t_start
@@ -765,17 +862,33 @@ class _DaskMixin:
                          leaf_sums=np.ascontiguousarray(S[leaf_node, :loss.n_sums]))
         return tree, [int(inv[j]) for j in leaf_node]
 
-    def _run(self, client, X, T, w, kind, spec, make_loss, callbacks):
-        """Set up the shards, bin, make the working targets and boost; always drop the
-        shards."""
+    def _run(self, client, X, T, w, kind, spec, eval_set, callbacks):
+        """Set up the shards (and the eval_set's), bin, make the working targets and
+        boost; always drop the shards."""
         _, _, distributed = _dask_modules()
         client = self._client(client, distributed)
         with numba_threads(self.n_jobs), _verbose_logging(self.verbose):
             cl, infos, n, names = self._setup(client, X, T, w, kind, spec)
+            vcl = None
             try:
-                return self._fit_shards(cl, infos, n, names, make_loss, callbacks, spec)
+                self.n_features_in_ = int(spec["n_features"])
+                if names is not None:
+                    self.feature_names_in_ = np.asarray(names, dtype=object)
+                elif hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
+                blocks = self._blocks
+                if eval_set is not None:
+                    Xv, tv, wv = self._unpack_eval_set(eval_set, "y" if kind == "bit" else "nu")
+                    vcl, vinfos, _, _ = self._setup(client, Xv, tv, wv, kind,
+                                                    dict(spec, prefix="eval_set "))
+                    vcl.infos = vinfos
+                    self._blocks = blocks
+                self._plan_early_stopping(n, eval_set is not None)
+                return self._fit_shards(cl, infos, n, vcl, callbacks, spec)
             finally:
                 cl.drop()
+                if vcl is not None:
+                    vcl.drop()
                 self._blocks = self._loss = self._U = None
 
     # predictions on dask arrays --------------------------------------------------
@@ -842,10 +955,10 @@ class DaskBoostedInformationTree(_DaskMixin, BoostedInformationTree):
     The parameters are those of :class:`bpt.BoostedInformationTree`; the fitted
     attributes too, plus ``dask_traffic_`` (bytes sent and received and round trips per
     tree).  Not supported (a NotImplementedError names them): ``split="exact"``,
-    ``max_leaf_nodes``, ``subsample`` < 1, ``max_features`` < 1, ``eval_set`` and
-    early stopping on an internal validation split.  ``early_stopping="auto"`` is off
-    on dask; ``early_stopping=True`` needs ``validation_fraction=None`` (the training
-    loss is monitored).  See docs/dask.md.
+    ``max_leaf_nodes``, ``subsample`` < 1, ``max_features`` < 1 and early stopping on an
+    internal validation split.  With ``eval_set`` early stopping is the in-memory one;
+    without it ``early_stopping="auto"`` is off and ``early_stopping=True`` needs
+    ``validation_fraction=None`` (the training loss is monitored).  See docs/dask.md.
     """
 
     _local_class = BoostedInformationTree
@@ -854,8 +967,9 @@ class DaskBoostedInformationTree(_DaskMixin, BoostedInformationTree):
         """Fit on a dask array / DataFrame X (N, F) partitioned by rows and coefficients y
         (N, 1 + n_terms) (and sample_weight (N,)) with the same row blocks (numpy y and
         sample_weight are split like X).  ``client``: a ``distributed.Client`` (default:
-        the current one).  ``callbacks`` as in the in-memory ``fit``.  The trees equal the
-        in-memory fit's on the same rows (docs/dask.md).  Returns self."""
+        the current one).  ``callbacks`` and ``eval_set`` (dask or numpy arrays) as in the
+        in-memory ``fit``.  The trees equal the in-memory fit's on the same rows
+        (docs/dask.md).  Returns self."""
         with self._fitting():
             self._start_fit()
             self._check_dask_support(eval_set)
@@ -870,15 +984,10 @@ class DaskBoostedInformationTree(_DaskMixin, BoostedInformationTree):
                 n_features = len(X.columns)
             spec = dict(n_features=n_features, n_terms=len(terms), checker=checker)
             self._U = U
-            self._run(client, X, y, sample_weight, "bit", spec, None, callbacks)
+            self._run(client, X, y, sample_weight, "bit", spec, eval_set, callbacks)
         return self
 
-    def _fit_shards(self, cl, infos, n, names, make_loss, callbacks, spec):
-        self.n_features_in_ = int(spec["n_features"])
-        if names is not None:
-            self.feature_names_in_ = np.asarray(names, dtype=object)
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+    def _fit_shards(self, cl, infos, n, vcl, callbacks, spec):
         total = sum(i["total"] for i in infos)
         if not total > 0:
             raise ValueError("the sum of SM weights (y[:, 0]) must be positive, got "
@@ -891,7 +1000,14 @@ class DaskBoostedInformationTree(_DaskMixin, BoostedInformationTree):
         loss.weight_ = sum(s[1] for s in sums)
         loss.loss_ = 0.0
         self._loss = loss
-        self._dask_boost(cl, mapper, loss, loss.weight_, scale, callbacks, self.n_features_in_)
+        if vcl is not None:
+            sums = vcl.submit_all(_w_val_init, lambda j: (None,), count=False)
+            if not sum(sums) > 0:
+                raise ValueError("the sum of SM weights of eval_set y (column 0) must be "
+                                 f"positive, got {sum(sums):.6g}")
+            vcl.M = self._U.T @ self._U            # as BITLoss.model_loss
+        self._dask_boost(cl, mapper, loss, loss.weight_, scale, callbacks, self.n_features_in_,
+                         vcl)
         return self
 
     def predict_ratio(self, X, theta):
@@ -913,8 +1029,9 @@ class DaskBoostedParametricTree(_DaskMixin, BoostedParametricTree):
             eval_set=None):
         """Fit on a dask array / DataFrame X (N, F) partitioned by rows and base-point
         coordinates nu (N, K) (and sample_weight (N,)) with the same row blocks.
-        ``client``: a ``distributed.Client`` (default: the current one).  The trees equal
-        the in-memory fit's on the same rows (docs/dask.md).  Returns self."""
+        ``client``: a ``distributed.Client`` (default: the current one).  ``callbacks``
+        and ``eval_set`` as in the in-memory ``fit``.  The trees equal the in-memory fit's
+        on the same rows (docs/dask.md).  Returns self."""
         with self._fitting():
             self._start_fit()
             self._check_dask_support(eval_set, groups)
@@ -928,15 +1045,10 @@ class DaskBoostedParametricTree(_DaskMixin, BoostedParametricTree):
             if n_features is None and hasattr(X, "columns"):
                 n_features = len(X.columns)
             spec = dict(n_features=n_features, checker=checker, terms=terms)
-            self._run(client, X, nu, sample_weight, "bpt", spec, None, callbacks)
+            self._run(client, X, nu, sample_weight, "bpt", spec, eval_set, callbacks)
         return self
 
-    def _fit_shards(self, cl, infos, n, names, make_loss, callbacks, spec):
-        self.n_features_in_ = int(spec["n_features"])
-        if names is not None:
-            self.feature_names_in_ = np.asarray(names, dtype=object)
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+    def _fit_shards(self, cl, infos, n, vcl, callbacks, spec):
         terms = spec["terms"]
         union = np.unique(np.concatenate([i["points"] for i in infos]), axis=0)
         points, _, V = self._base_points(union, None, terms)
@@ -955,7 +1067,13 @@ class DaskBoostedParametricTree(_DaskMixin, BoostedParametricTree):
         loss.lam = float(self.l2_regularization) * sum(t[0] for t in tot)
         loss.weight_ = sum(t[1] for t in tot)
         self._loss = loss
-        self._dask_boost(cl, mapper, loss, loss.weight_, scale, callbacks, self.n_features_in_)
+        if vcl is not None:
+            res = vcl.submit_all(_w_val_init, lambda j: ((all_points, V),), count=False)
+            self._check_sample_totals(sum(r[0] for r in res), sum(r[1] for r in res), points,
+                                      part=" in eval_set", check_counts=False)
+            vcl.M = None
+        self._dask_boost(cl, mapper, loss, loss.weight_, scale, callbacks, self.n_features_in_,
+                         vcl)
         return self
 
     def predict_log_ratio(self, X, nu):

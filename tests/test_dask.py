@@ -268,8 +268,6 @@ def test_params_clone_and_unsupported_settings(client):
                      (dict(early_stopping=True), "validation_fraction")]:
         with pytest.raises(NotImplementedError, match=word):
             DaskBoostedInformationTree(**kw).fit(Xd, yd, client=client)
-    with pytest.raises(NotImplementedError, match="eval_set"):
-        DaskBoostedInformationTree().fit(Xd, yd, client=client, eval_set=(X, y))
     with pytest.raises(NotImplementedError, match="groups"):
         DaskBoostedParametricTree().fit(Xd, np.zeros((1000, 1)), groups=np.arange(1000),
                                         client=client)
@@ -331,3 +329,44 @@ def test_bpt_two_nuisances_with_missing_values(client):
                                              sample_weight=chunked(w, 1500), client=client)
     np.testing.assert_array_equal(dk.base_points_, mem.base_points_)
     assert_same_trees(dk, mem)
+
+
+def test_bit_eval_set_early_stopping_as_in_memory(client):
+    """eval_set (a dask array): validation_loss_, the stopping tree and the kept trees as
+    in memory; "auto" is on from 10 000 rows when eval_set is given, as in memory."""
+    X, y = bit_data(12_000, 1, seed=12, order=1)
+    Xv, yv = bit_data(4_000, 1, seed=13, order=1, nan=False)
+    yv[:, 1] += np.random.default_rng(0).normal(scale=3.0, size=len(yv))  # noisy: stops
+    sv = np.random.default_rng(1).uniform(0.5, 1.5, size=len(yv))
+    kw = dict(n_parameters=1, order=1, n_estimators=80, max_depth=3, learning_rate=0.5,
+              n_iter_no_change=3, random_state=4, min_samples_leaf=10)
+    mem = bpt.BoostedInformationTree(**kw).fit(X, y, eval_set=(Xv, yv, sv))
+    assert mem.n_iter_ < len(mem.train_loss_) < 80        # stopped, kept the best
+    dk = DaskBoostedInformationTree(**kw).fit(
+        chunked(X, 3000), chunked(y, 3000), client=client,
+        eval_set=(chunked(Xv, 1000), chunked(yv, 1000), chunked(sv, 1000)))
+    assert_same_trees(dk, mem)
+    assert len(dk.validation_loss_) == len(mem.validation_loss_)
+    np.testing.assert_allclose(dk.validation_loss_, mem.validation_loss_, rtol=1e-11)
+    with pytest.raises(ValueError, match="eval_set X has 3 features"):
+        DaskBoostedInformationTree(**kw).fit(chunked(X, 3000), chunked(y, 3000),
+                                             client=client, eval_set=(Xv[:, :3], yv))
+
+
+def test_bpt_eval_set(client):
+    X, nu, w = bpt_data(8_000, seed=6)
+    Xv, nuv, wv = bpt_data(3_000, seed=7)
+    kw = dict(n_nuisances=1, n_estimators=5, early_stopping=False, random_state=0,
+              min_samples_leaf=20)
+    mem = bpt.BoostedParametricTree(**kw).fit(X, nu, sample_weight=w,
+                                              eval_set=(Xv, nuv, wv))
+    dk = DaskBoostedParametricTree(**kw).fit(chunked(X, 2000), chunked(nu, 2000),
+                                             sample_weight=chunked(w, 2000), client=client,
+                                             eval_set=(chunked(Xv, 1000), nuv, wv))
+    assert_same_trees(dk, mem)
+    np.testing.assert_allclose(dk.validation_loss_, mem.validation_loss_, rtol=1e-11)
+    nuv[5] = 7.0
+    with pytest.raises(ValueError, match="eval_set nu row 5"):
+        DaskBoostedParametricTree(**kw).fit(chunked(X, 2000), chunked(nu, 2000),
+                                            sample_weight=chunked(w, 2000), client=client,
+                                            eval_set=(Xv, nuv, wv))
