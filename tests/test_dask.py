@@ -370,3 +370,27 @@ def test_bpt_eval_set(client):
         DaskBoostedParametricTree(**kw).fit(chunked(X, 2000), chunked(nu, 2000),
                                             sample_weight=chunked(w, 2000), client=client,
                                             eval_set=(Xv, nuv, wv))
+
+
+@pytest.mark.slow
+def test_worker_process_killed_during_fit_raises():
+    """A worker process that dies (os._exit in a task; its nanny restarts it under a new
+    address) aborts the fit with the RuntimeError."""
+    import os
+    import time
+    X, y = bit_data(8_000, 1, seed=3, nan=False, order=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster:
+        with distributed.Client(cluster) as c:
+            def kill_a_worker(info):
+                if info.iteration == 2:
+                    addr = sorted(c.scheduler_info()["workers"])[0]
+                    kill_a_worker.future = c.submit(os._exit, 1, workers=[addr], pure=False)
+                    time.sleep(0.5)
+
+            est = DaskBoostedInformationTree(n_parameters=1, order=1, n_estimators=8,
+                                             early_stopping=False, n_jobs=1)
+            with pytest.raises(RuntimeError, match="lost during the fit"):
+                est.fit(chunked(X, 2000), chunked(y, 2000), client=c,
+                        callbacks=[kill_a_worker])
+            assert not hasattr(est, "ensemble_")
