@@ -407,6 +407,8 @@ class _Cluster:
 
     def check_alive(self, futures):
         alive = self.alive()
+        if alive is None:           # the scheduler did not answer: ask again later
+            return
         lost = [a for a in self.workers if a not in alive]
         if lost:
             for f in futures:
@@ -417,8 +419,17 @@ class _Cluster:
                 "returned, nothing partial is kept). Fit again on the remaining workers.")
 
     def alive(self):
-        info = (self.client.scheduler_info(n_workers=-1) if _takes_n_workers(self.client)
-                else self.client.scheduler_info())
+        """Addresses of the scheduler's workers, asked now; None if it did not answer
+        (``Client.scheduler_info`` would return a cached list, possibly without workers)."""
+        try:
+            info = self.client.sync(self.client.scheduler.identity, n_workers=-1)
+        except TypeError:           # older distributed: identity() lists every worker
+            try:
+                info = self.client.sync(self.client.scheduler.identity)
+            except OSError:
+                return None
+        except OSError:
+            return None
         return set(info["workers"])
 
     def drop(self):
@@ -426,19 +437,11 @@ class _Cluster:
         once, outside the task graph)."""
         try:
             alive = self.alive()
-            addrs = sorted({a for a in self.workers if a in alive})
+            addrs = sorted({a for a in self.workers if alive is None or a in alive})
             if addrs:
                 self.client.run(_w_drop_token, self.token, workers=addrs)
         except Exception:  # noqa: BLE001 - best effort cleanup (client closing)
             pass
-
-
-def _takes_n_workers(client):
-    import inspect
-    try:
-        return "n_workers" in inspect.signature(client.scheduler_info).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _nbytes(obj):
