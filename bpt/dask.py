@@ -85,9 +85,9 @@ _SHARDS_LOCK = threading.Lock()
 class _Shard:
     """The training rows of one worker and their boosting state."""
 
-    def __init__(self, kind, n_threads_jobs):
+    def __init__(self, kind, n_jobs):
         self.kind = kind              # "bit" or "bpt"
-        self.n_jobs = n_threads_jobs
+        self.n_jobs = n_jobs          # numba threads of its kernels
         self.step = 0                 # tasks run so far (checked by every task)
         self.X = None                 # the row blocks (until binned)
         self.y = None                 # BIT: checked coefficient blocks (until transformed)
@@ -304,7 +304,7 @@ def _w_val_init(key, step, arg):
         return float(sh.C[:, 0].sum())
     points, V = arg
     sh.V = V
-    off, cls = 0, []
+    cls = []
     for nu, start in zip(sh.nu, sh.offsets):
         match = np.all(nu[:, None, :] == points[None, :, :], axis=2)
         if not match.any(axis=1).all():
@@ -313,7 +313,6 @@ def _w_val_init(key, step, arg):
                              f"of the fitted base points (nominal or "
                              f"{points[1:].tolist()})")
         cls.append(match.argmax(axis=1).astype(np.int64))
-        off += nu.shape[0]
     sh.cls = np.concatenate(cls)
     sh.nu = None
     sh.w = np.concatenate(sh.w)
@@ -645,8 +644,7 @@ class _DaskMixin:
         return mapper
 
     # ---------------------------------------------------------------- boosting
-    def _dask_boost(self, cl, mapper, loss, weight_total, weight_scale_, callbacks, n_feat,
-                    vcl=None):
+    def _dask_boost(self, cl, mapper, loss, weight_scale_, callbacks, n_feat, vcl=None):
         """The boosting loop of ``BaseBoostedTrees._boost_loop`` with level-wise growth on
         the shards."""
         min_weight = max(getattr(self, "min_weight_leaf", 0.0) * weight_scale_, WEIGHT_FLOOR)
@@ -982,10 +980,7 @@ class DaskBoostedInformationTree(_DaskMixin, BoostedInformationTree):
             self.base_points_, self.metric_, U = self._metric(terms)
             checker = BoostedInformationTree(**self.get_params(deep=False))
             checker.terms_ = terms
-            n_features = X.shape[1] if hasattr(X, "shape") and len(X.shape) == 2 else None
-            if n_features is None and hasattr(X, "columns"):
-                n_features = len(X.columns)
-            spec = dict(n_features=n_features, n_terms=len(terms), checker=checker)
+            spec = dict(n_terms=len(terms), checker=checker)   # + n_features from X
             self._U = U
             self._run(client, X, y, sample_weight, "bit", spec, eval_set, callbacks)
         return self
@@ -1009,8 +1004,7 @@ class DaskBoostedInformationTree(_DaskMixin, BoostedInformationTree):
                 raise ValueError("the sum of SM weights of eval_set y (column 0) must be "
                                  f"positive, got {sum(sums):.6g}")
             vcl.M = self._U.T @ self._U            # as BITLoss.model_loss
-        self._dask_boost(cl, mapper, loss, loss.weight_, scale, callbacks, self.n_features_in_,
-                         vcl)
+        self._dask_boost(cl, mapper, loss, scale, callbacks, self.n_features_in_, vcl)
         return self
 
     def predict_ratio(self, X, theta):
@@ -1044,10 +1038,7 @@ class DaskBoostedParametricTree(_DaskMixin, BoostedParametricTree):
                                  f"{self.learn_global!r}")
             terms = self._resolve_terms()
             checker = BoostedParametricTree(**self.get_params(deep=False))
-            n_features = X.shape[1] if hasattr(X, "shape") and len(X.shape) == 2 else None
-            if n_features is None and hasattr(X, "columns"):
-                n_features = len(X.columns)
-            spec = dict(n_features=n_features, checker=checker, terms=terms)
+            spec = dict(checker=checker, terms=terms)          # + n_features from X
             self._run(client, X, nu, sample_weight, "bpt", spec, eval_set, callbacks)
         return self
 
@@ -1075,8 +1066,7 @@ class DaskBoostedParametricTree(_DaskMixin, BoostedParametricTree):
             self._check_sample_totals(sum(r[0] for r in res), sum(r[1] for r in res), points,
                                       part=" in eval_set", check_counts=False)
             vcl.M = None
-        self._dask_boost(cl, mapper, loss, loss.weight_, scale, callbacks, self.n_features_in_,
-                         vcl)
+        self._dask_boost(cl, mapper, loss, scale, callbacks, self.n_features_in_, vcl)
         return self
 
     def predict_log_ratio(self, X, nu):
