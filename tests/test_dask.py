@@ -140,6 +140,7 @@ def test_bit_one_shard_is_bit_identical(client):
     """All rows in one block (one worker): the same sums in the same order, so every
     array is equal bit for bit (node order, tie-breaking, values)."""
     X, y = bit_data(6_000, 2, seed=5)
+    X = X.astype(np.float32)                # kept float32 (binned without a copy)
     sw = np.random.default_rng(2).uniform(0.5, 2.0, size=len(X))
     kw = dict(n_parameters=2, n_estimators=4, early_stopping=False, random_state=0,
               l2_regularization=0.01)
@@ -360,7 +361,7 @@ def test_bpt_eval_set(client):
               min_samples_leaf=20)
     mem = bpt.BoostedParametricTree(**kw).fit(X, nu, sample_weight=w,
                                               eval_set=(Xv, nuv, wv))
-    dk = DaskBoostedParametricTree(**kw).fit(chunked(X, 2000), chunked(nu, 2000),
+    dk = DaskBoostedParametricTree(**kw).fit(chunked(X, 2000), chunked(nu[:, 0], 2000),
                                              sample_weight=chunked(w, 2000), client=client,
                                              eval_set=(chunked(Xv, 1000), nuv, wv))
     assert_same_trees(dk, mem)
