@@ -50,6 +50,23 @@ def test_import_bpt_does_not_import_dask():
     assert "DaskBoostedInformationTree" in out.stdout
 
 
+def test_fit_without_dask_says_how_to_install():
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['distributed'] = None\n"
+            "import numpy as np\n"
+            "from bpt.dask import DaskBoostedInformationTree\n"
+            "try:\n"
+            "    DaskBoostedInformationTree().fit(np.zeros((4, 1)), np.ones((4, 3)))\n"
+            "except ImportError as exc:\n"
+            "    assert 'bpt[dask]' in str(exc), exc\n"
+            "else:\n"
+            "    raise SystemExit('no ImportError')\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
 # ------------------------------------------------------------------ cluster
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
