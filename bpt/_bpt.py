@@ -168,6 +168,10 @@ class BoostedParametricTree(BaseBoostedTrees):
         (if ``check_counts``) at least 2 * min_samples_leaf events."""
         counts = np.bincount(cls, minlength=len(points) + 1)
         sums = np.bincount(cls, weights=w, minlength=len(points) + 1)
+        self._check_sample_totals(counts, sums, points, part, check_counts)
+
+    def _check_sample_totals(self, counts, sums, points, part="", check_counts=True):
+        """:meth:`_check_samples` from the event counts and weight sums per sample."""
         for k in range(len(points) + 1):
             label = "nominal sample" if k == 0 else f"base point nu={points[k - 1].tolist()}"
             if not sums[k] > 0:
