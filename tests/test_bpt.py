@@ -97,7 +97,7 @@ def test_depth_zero_reproduces_closed_form_of_total_yields():
 def test_learn_global_uses_unit_rate_for_first_tree():
     X, nu, w = bpt_gaussian_samples(2_000, seed=5)
     on = BPT(n_nuisances=2, n_estimators=2, max_depth=1, learning_rate=0.1,
-             early_stopping=False).fit(X, nu, w)
+             early_stopping=False, learn_global=True).fit(X, nu, w)
     off = clone(on).set_params(learn_global=False).fit(X, nu, w)
     a_on, a_off = on.ensemble_.arrays, off.ensemble_.arrays
     np.testing.assert_allclose(a_on["learning_rates"], [1.0, 0.1])
