@@ -183,7 +183,7 @@ def test_bit_weights_l2_and_learning_rate(client):
 def test_bpt_trees_equal_in_memory_fit(client, small_binning_sample):
     X, nu, w = bpt_data(12_000)
     kw = dict(n_nuisances=1, order=2, n_estimators=6, max_depth=2, early_stopping=False,
-              random_state=2, min_samples_leaf=30)
+              random_state=2, min_samples_leaf=30, learn_global=True)
     mem = bpt.BoostedParametricTree(**kw).fit(X, nu, sample_weight=w)
     dk = DaskBoostedParametricTree(**kw).fit(chunked(X, 2000), chunked(nu, 2000),
                                              sample_weight=chunked(w, 2000), client=client)
