@@ -3,11 +3,12 @@
 ``verbose`` (an int) is the same everywhere:
 
 * 0 (default): silent;
-* 1: one ``logging`` INFO record per step and a summary at the end, on the logger
+* 1: ``logging`` INFO records (about every 5% of the steps, at most ~20) and a
+  summary at the end, on the logger
   named ``"bpt"`` (enable with ``logging.basicConfig(level=logging.INFO)`` or
   ``logging.getLogger("bpt").setLevel(logging.INFO)`` plus a handler);
 * 2 or more: additionally a tqdm progress bar when ``tqdm`` is installed (else the
-  log records only).
+  log records only); 3 or more: a log record for every step.
 
 Usage::
 
@@ -81,7 +82,8 @@ class Progress:
             self.bar.update(n)
             if note:
                 self.bar.set_postfix_str(str(note), refresh=False)
-        if self.verbose >= 1:
+        every = 1 if (self.verbose >= 3 or not self.total) else max(1, -(-self.total // 20))
+        if self.verbose >= 1 and (self.n % every < n or self.n == self.total):
             tot = "?" if self.total is None else self.total
             logger.info("%s: %d/%s%s (%.1f s)", self.desc, self.n, tot,
                         f" {note}" if note else "", time.perf_counter() - self.start)
