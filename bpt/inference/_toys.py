@@ -73,12 +73,28 @@ def n_tasks(n_jobs, n_items):
     return max(1, min(int(n), n_items))
 
 
-def run_tasks(fn, chunks, n_jobs, *args):
+def run_tasks(fn, chunks, n_jobs, *args, bar=None):
     """Run fn(*args, chunk, parallel) per chunk; in-process (numba-parallel) for one chunk,
-    else through joblib (serial kernels inside each task)."""
+    else through joblib (serial kernels inside each task).
+
+    ``bar`` (a ``_progress.Progress``): in-process, ``fn`` gets ``report=bar.update``
+    (called per item); through joblib the bar advances by a chunk's length as each
+    chunk finishes.
+    """
     if len(chunks) == 1:
-        return [fn(*args, chunks[0], True)]
-    return joblib.Parallel(n_jobs=n_jobs)(joblib.delayed(fn)(*args, c, False) for c in chunks)
+        if bar is None:
+            return [fn(*args, chunks[0], True)]
+        return [fn(*args, chunks[0], True, report=bar.update)]
+    if bar is None:
+        return joblib.Parallel(n_jobs=n_jobs)(joblib.delayed(fn)(*args, c, False)
+                                              for c in chunks)
+    out = []
+    results = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(
+        joblib.delayed(fn)(*args, c, False) for c in chunks)
+    for c, r in zip(chunks, results):
+        out.append(r)
+        bar.update(len(c))
+    return out
 
 
 def check_expected(w_exp, negative_weights, where):
