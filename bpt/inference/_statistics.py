@@ -26,7 +26,7 @@ from ._fit import (BETTER_TOL, Controls, ProfileResult, ScanResult, fit_result, 
 from ._interval import (ONE_SIGMA_CL, BetterPoint, critical_value, endpoint, other_pieces,
                         scan_task)
 from ._progress import check_verbose, progress
-from ._toys import n_tasks, run_tasks
+from ._toys import ToyStatistics, n_tasks, run_tasks
 
 __all__ = ["Statistics", "MAX_REFITS"]
 
@@ -34,8 +34,9 @@ __all__ = ["Statistics", "MAX_REFITS"]
 MAX_REFITS = 5
 
 
-class Statistics:
-    """q, fit, profile, scan and interval of a model (see the module docstring)."""
+class Statistics(ToyStatistics):
+    """q, fit, profile, scan, interval (and, from ToyStatistics, toys and coverage) of a
+    model (see the module docstring)."""
 
     _last_fit = None
 
