@@ -8,13 +8,16 @@ process-fraction classifier; then ``q``, ``fit``, ``profile``, ``scan``, ``inter
 :class:`Replicas` (:func:`bootstrap_fit`) and :func:`check_calibration`.  See docs/inference.md.
 """
 
+from ._binned import BinnedChannel, BinnedData
 from ._calibration import CalibrationResult, check_calibration
+from ._combination import Combination, CombinedData
 from ._fit import FitResult, ProfileResult, ScanResult
 from ._likelihood import RateError
 from ._model import AdditiveModel, Dataset, Nuisance, Process, load_model
 from ._replicas import ReplicaInterval, Replicas, bootstrap_fit
 from ._toys import CoverageResult
 
-__all__ = ["AdditiveModel", "CalibrationResult", "CoverageResult", "Dataset", "FitResult",
+__all__ = ["AdditiveModel", "BinnedChannel", "BinnedData", "CalibrationResult", "Combination",
+           "CombinedData", "CoverageResult", "Dataset", "FitResult",
            "Nuisance", "Process", "ProfileResult", "RateError", "ReplicaInterval", "Replicas",
            "ScanResult", "bootstrap_fit", "check_calibration", "load_model"]

@@ -21,8 +21,8 @@ import numpy as np
 from .._validation import check_features, check_finite
 from ._dataset import CoefficientCache, Dataset, data_key
 from ._io import read_model, save_model
-from ._layout import (MAX_TOTAL_WEIGHT, Nuisance, Process, _check_name, build_layout,
-                      check_fractions, coefficients)
+from ._layout import (MAX_TOTAL_WEIGHT, Nuisance, Process, build_layout, check_fractions,
+                      check_nuisance_names, check_spec, coefficients, _check_name)
 from ._likelihood import Likelihood
 from ._statistics import Statistics
 from ._toys import PseudoData
@@ -53,6 +53,8 @@ class AdditiveModel(PseudoData, Statistics):
         nuisances are appended after ``nuisances`` and the factors to each process's
         ``normalization`` (so a saved model stores them explicitly).  See
         docs/inference.md.
+    name : str, default="unbinned"
+        The channel's name in a :class:`Combination` (the key of its data).
 
     Notes
     -----
@@ -68,38 +70,17 @@ class AdditiveModel(PseudoData, Statistics):
     """
 
     def __init__(self, processes, pois, nuisances, fractions=None, luminosity=None,
-                 simulation_uncertainty=False):
-        processes = list(processes)
-        if not processes:
-            raise ValueError("give at least one Process")
-        for p in processes:
-            if not isinstance(p, Process):
-                raise ValueError(f"processes must be Process objects, got {type(p).__name__}")
-        names = [p.name for p in processes]
-        if len(set(names)) != len(names):
-            raise ValueError(f"process names must be unique, got {names}")
-        if isinstance(pois, str):
-            pois = [pois]
-        pois = [_check_name(n, "POI") for n in pois]
-        if not pois or len(set(pois)) != len(pois):
-            raise ValueError(f"pois must be a non-empty list of unique names, got {pois}")
-        nus = [Nuisance(n) if isinstance(n, str) else n for n in (nuisances or [])]
-        for n in nus:
-            if not isinstance(n, Nuisance):
-                raise ValueError(f"nuisances must be Nuisance objects or names, got {n!r}")
+                 simulation_uncertainty=False, name="unbinned"):
+        processes, pois, nus = check_spec(processes, pois, nuisances)
         if not isinstance(simulation_uncertainty, (bool, np.bool_)):
             raise ValueError("simulation_uncertainty must be True or False, got "
                              f"{simulation_uncertainty!r}")
         self.simulation_uncertainty = bool(simulation_uncertainty)
+        self.name = _check_name(name, "channel")
         if simulation_uncertainty:
             processes, extra = _with_simulation_uncertainty(processes)
             nus = nus + extra
-        nu_names = [n.name for n in nus]
-        if len(set(nu_names)) != len(nu_names):
-            raise ValueError(f"nuisance names must be unique, got {nu_names}")
-        clash = set(nu_names) & set(pois)
-        if clash:
-            raise ValueError(f"names used both as POI and nuisance: {sorted(clash)}")
+        check_nuisance_names(pois, nus)
         n_features = {p.X.shape[1] for p in processes}
         if len(n_features) != 1:
             raise ValueError("all processes' simulations must have the same number of features, "
@@ -229,6 +210,10 @@ class AdditiveModel(PseudoData, Statistics):
 
     def _data_key(self, data):
         return data_key(data)
+
+    def _channel_data(self, X, weight=None):
+        """Data tuple of X as a channel of a Combination (no global observables)."""
+        return self._data(X, weight)[:3] + (None,)
 
 
 def load_model(source, trusted=False):
