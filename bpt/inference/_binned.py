@@ -254,6 +254,12 @@ class BinnedChannel(Statistics):
         state["_last_fit"] = None
         return state
 
+    def save(self, path):
+        """Save the channel (processes, models, binning) to one file; read it back with
+        :func:`bpt.inference.load_model`.  A callable ``observable`` cannot be saved."""
+        from ._io import save_combination
+        save_combination(self, path)
+
     # ------------------------------------------------------------------ structure
     @property
     def process_names(self):

@@ -217,7 +217,8 @@ class AdditiveModel(PseudoData, Statistics):
 
 
 def load_model(source, trusted=False):
-    """Load an :class:`AdditiveModel` saved with ``model.save(path)``.
+    """Load an :class:`AdditiveModel`, :class:`BinnedChannel` or :class:`Combination` saved
+    with ``model.save(path)``.
 
     Parameters
     ----------
@@ -241,9 +242,17 @@ def load_model(source, trusted=False):
         The classifier is stored with skops.io, which is not installed
         (``pip install bpt[skops]``).
     """
-    parts = read_model(source, trusted)
+    kind, parts = read_model(source, trusted)
     try:
-        return AdditiveModel(**parts)
+        if kind == "unbinned":
+            return AdditiveModel(**parts)
+        from ._binned import BinnedChannel
+        from ._combination import Combination
+        channels = [AdditiveModel(**args) if t == "unbinned" else BinnedChannel(**args)
+                    for t, args in parts["channels"]]
+        if parts["single"]:
+            return channels[0]
+        return Combination(channels, pois=parts["pois"], nuisances=parts["nuisances"])
     except ValueError as exc:
         raise ValueError(f"invalid inference model in file: {exc}") from None
 
