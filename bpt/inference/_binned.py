@@ -3,13 +3,15 @@ model (docs/math.md, section "Binned channels and combinations").
 
 The expected count in bin b of the observable is
 
-    nu_b(theta, nu) = L(nu) sum_p alpha_p(nu) sum_{i in sim_p, x_i in b} w_i R_p(x_i|theta) S_p(x_i|nu)
+    nu_b(theta, nu) = L(nu) sum_p alpha_p(nu) sum_{i in sim_p, x_i in b}
+                          w_i R_p(x_i|theta) S_p(x_i|nu)
 
 and q(theta, nu) = sum_b [n_b log(nu_b(z) / nu_b(0)) - (nu_b(z) - nu_b(0))] + constraints.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import numbers
 
@@ -17,8 +19,8 @@ import numpy as np
 
 from .._validation import check_features, check_finite
 from ._kernels import accumulate
-from ._layout import (Nuisance, build_layout, check_nuisance_names, check_spec, process_block,
-                      _check_name)
+from ._layout import (_check_name, build_layout, check_nuisance_names, check_spec,
+                      process_block)
 from ._likelihood import RateError
 from ._statistics import Statistics
 from ._toys import ToyGenerator
@@ -68,7 +70,7 @@ class BinnedLikelihood:
         self.nu0_safe = np.where(self.empty, 1.0, self.nu0)
 
     def without_constraints(self):
-        import copy
+        """A copy without constraint terms (a channel of a Combination)."""
         out = copy.copy(self)
         out.gaussian = np.zeros_like(self.gaussian)
         return out
@@ -437,7 +439,3 @@ class BinnedChannel(Statistics):
     def _sampled_data(self, drawn, aux):
         X, weight = drawn if isinstance(drawn, tuple) else (drawn, None)
         return self.prepare(X, weight, global_observables=aux).arrays()
-
-
-def _nuisance(n):
-    return Nuisance(n) if isinstance(n, str) else n
