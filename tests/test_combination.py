@@ -18,7 +18,7 @@ import pytest
 from scipy import optimize, stats
 
 from bpt.inference import (AdditiveModel, BinnedChannel, BinnedData, Combination, CombinedData,
-                           Nuisance, Process, load_model)
+                           Nuisance, Process, RateError, load_model)
 
 BETA, KAPPA, SIG, BKG = 0.15, 0.2, 300.0, 300.0
 
@@ -337,6 +337,11 @@ def test_combination_bad_inputs(split):
         Combination([a, b], pois=["theta", "other"])
     with pytest.raises(ValueError, match="unknown channel 'x'"):
         comb.channel("x")
+    with pytest.raises(RateError, match="channel 'low': \\d+ of \\d+ event\\(s\\) have a predicted rate"):
+        comb.q([1e200], None, parts)
+    counting, n, _ = _counting()
+    with pytest.raises(RateError, match="channel 'binned': 1 of 1 bin\\(s\\)"):
+        Combination([counting]).q([-7.0], None, {"binned": n})
     ch = BinnedChannel([Process("bkg", xb, wb)], ["mu"], [], 0, edges)
     with pytest.raises(ValueError, match="3 entries"):
         ch.q([0.0], None, np.array([1.0, 2.0]))

@@ -88,13 +88,15 @@ class CombinedLikelihood:
     def checked(self, z, data, order=0, parallel=True):
         """As ``evaluate``; a RateError names the channel (and its events / bins)."""
         z = np.ascontiguousarray(z, dtype=np.float64)
-        for name, (lik, idx), d in zip(self.channel_names, self.parts, data[0]):
-            try:
-                lik.checked(z[idx], d, order, parallel)
-            except RateError as exc:
-                raise RateError(f"channel {name!r}: {exc}") from None
         q, G, H, n_bad, first = self.evaluate(z, data, order, parallel)
         if n_bad:
+            for name, (lik, idx), d in zip(self.channel_names, self.parts, data[0]):
+                try:                      # find the channel to name it and its events / bins
+                    lik.checked(z[idx], d, order, parallel)
+                except RateError as exc:
+                    msg = str(exc)
+                    raise RateError(msg if msg.startswith("channel ") else
+                                    f"channel {name!r}: {msg}") from None
             raise RateError(self.rate_message(z, n_bad, first, 0))
         return q, G, H
 
