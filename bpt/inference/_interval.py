@@ -78,6 +78,7 @@ def scan_task(lik, data, fixed, values, z_start, parallel, H_start=None, control
     z = np.array(z_start, dtype=np.float64)
     H = H_start
     prev = None                  # (v, z) of the point before the last, for 1-d scans
+    pair = None                  # (z, gradient of q there) of the last evaluated point
     for k in range(m):
         dv = values[k] - z[fixed]
         start = _predict_start(z, H, fixed, free, dv) if H is not None else z.copy()
@@ -102,10 +103,32 @@ def scan_task(lik, data, fixed, values, z_start, parallel, H_start=None, control
         if report is not None:
             report(1)
         zk, H = found.z, found.hessian
+        # the gradient was evaluated at the start when the point was extrapolated
+        at = start if "extrapolated" in found.message else zk
+        if controls is not None:
+            at = controls.apply(at)
+        if pair is not None and H is not None:
+            H = _secant_update(H, at - pair[0], found.gradient - pair[1])
+        pair = (np.array(at, dtype=np.float64), np.array(found.gradient, dtype=np.float64))
         qs[k], zs[k], ok[k] = found.q, zk, found.success
         prev = (z[fixed[0]], z.copy()) if fixed.shape[0] == 1 and k > 0 else None
         z = zk
     return qs, zs, ok
+
+
+def _secant_update(H, s, y):
+    """BFGS update of the Hessian H of q (concave) from a step s and the change y of the
+    gradient along it: the frozen Hessian of a scan follows the path's curvature without
+    a Hessian pass (it only steers the predictions; the maxima use exact gradients)."""
+    B = -H
+    yb = -y
+    sy = float(s @ yb)
+    Bs = B @ s
+    sBs = float(s @ Bs)
+    if not (sy > 1e-10 * np.linalg.norm(s) * np.linalg.norm(yb) and sBs > 0):
+        return H
+    B = B - np.outer(Bs, Bs) / sBs + np.outer(yb, yb) / sy
+    return -(0.5 * (B + B.T))
 
 
 def _profiler(lik, data, j, z_hat, H_hat, q_max, controls=None, report=None):
