@@ -1,5 +1,8 @@
-"""AdditiveModel: the unbinned additive model of docs/math.md (section 3) and its
-statistics (q, fit, profile, scan, interval, toys, coverage).
+"""AdditiveModel: the unbinned additive model of docs/math.md (section 3), one channel.
+
+Its statistics (q, fit, profile, scan, interval, toys, coverage) are inherited from
+``_statistics.Statistics`` (shared with BinnedChannel and Combination); this module
+holds the model's structure, its coefficients, its compiled Likelihood and its hooks.
 
     dSigma(x|theta,nu) / dSigma(x|SM) = L(nu) sum_p alpha_p(nu) R_p(x|theta) S_p(x|nu) f_p(x)
 
@@ -8,8 +11,8 @@ exp(sum_A m_A(nu) Delta_pA(x)) (fitted BoostedParametricTrees, one per group of
 nuisances), alpha_p = prod_k (1 + kappa_pk)^nu_k, L = (1 + kappa_L)^nu_L, f_p the SM
 process fractions of a calibrated classifier.  The pieces live in: ``_layout`` (processes,
 columns, per-event coefficients), ``_dataset`` (Dataset and its cache), ``_likelihood``
-(q and derivatives), ``_fit`` (optimiser, multi-start), ``_interval`` (scans, intervals),
-``_toys`` (pseudo-data, coverage).
+(q and derivatives), ``_fit`` (optimiser, multi-start, bounds), ``_interval`` (scans,
+intervals), ``_toys`` (pseudo-data, coverage), ``_statistics`` (the shared methods).
 """
 
 from __future__ import annotations
