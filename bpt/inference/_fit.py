@@ -294,7 +294,7 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
         # first trust radius: the Newton step if -q is locally convex, else 1
         try:
             step = np.linalg.norm(np.linalg.solve(H0, g0))
-            radius = float(np.clip(step, 1e-4, 1e3)) if np.all(np.linalg.eigvalsh(H0) > 0) else 1.0
+            radius = float(np.clip(step, 1e-4, 500.0)) if np.all(np.linalg.eigvalsh(H0) > 0) else 1.0
         except np.linalg.LinAlgError:
             radius = 1.0
         last = {"dec": _decrement(g0, H0)}
