@@ -30,8 +30,10 @@ Delta_A of the ``shift_*`` toys (exact pieces: :class:`bpt.toys.ExactModel`), As
 data of the exact model at theta = (0.2, -0.2), nu = 0.  The 68% Wilks interval of each
 POI (the other POI and both nuisances profiled) of the exact model is compared with
 the same model where ONE piece is learned (the BPT of ``shift_independent`` or the BIT
-of ``bit_quadratic``, at the defaults, the best grid point and the peer): offset of
-each endpoint from the exact one in units of the exact half-width, and the width ratio.
+of ``bit_quadratic``, at the defaults, the best grid point and the peer), and where BOTH
+are learned (``BIT+BPT``: the learned R_A and the learned Delta_A together, each at the
+defaults, and each peer): offset of each endpoint from the exact one in units of the
+exact half-width, and the width ratio.
 
 Fits run on ``--n-jobs`` threads (default 1: on a shared machine numba's and OpenMP's
 spinning threads slow everything down; accuracy does not depend on it).
@@ -122,12 +124,33 @@ GRID += [
     ("d4 sub0.8 ESa", dict(max_depth=4, subsample=0.8, **ESA)),
     ("leaves16 ESa", dict(max_depth=None, max_leaf_nodes=16, **ESA)),
 ]
+# ---- learn_global (BPT): the first tree at rate 1 (the defaults until 2026-11-25 evening)
+# against every tree at the learning rate (``lgF`` = learn_global=False, the BPT default
+# since); the BIT has no learn_global, so these points are BPT-only
+LGF = dict(ESA, learn_global=False)
+GRID += [
+    ("d1 ESa lgF", dict(max_depth=1, **LGF)),
+    ("d2 ESa lgF", dict(max_depth=2, **LGF)),
+    ("d3 ESa lgF", dict(max_depth=3, **LGF)),
+    ("d2 lr0.2 ESa lgF", dict(max_depth=2, **dict(LGF, learning_rate=0.2))),
+    ("d2 l2=1e-3 ESa lgF", dict(max_depth=2, l2_regularization=1e-3, **LGF)),
+    ("d2 msl200 ESa lgF", dict(max_depth=2, min_samples_leaf=200, **LGF)),
+    ("d2 sub0.8 ESa lgF", dict(max_depth=2, subsample=0.8, **LGF)),
+    ("d2 maxfeat0.5 ESa lgF", dict(max_depth=2, max_features=0.5, **LGF)),
+    ("leaves4 ESa lgF", dict(max_depth=None, max_leaf_nodes=4, **LGF)),
+    ("d2 nic20 ESa lgF", dict(max_depth=2, n_iter_no_change=20, **LGF)),
+]
 # The baseline points above were measured when the defaults were 100 trees, rate 0.2,
 # depth 4 without early stopping: they keep those values for what they do not name, so
 # they re-measure the same settings after the defaults changed.
 OLD_DEFAULTS = dict(n_estimators=100, learning_rate=0.2, max_depth=4, early_stopping=False)
 GRID = [(label, params if label == "defaults" or " ESa" in label or label == "old defaults"
          else {**OLD_DEFAULTS, **params}) for label, params in GRID]
+# The BPT points measured before learn_global=False became the default keep the first tree
+# at rate 1 (learn_global=True) unless they name it; the BIT ignores learn_global.
+GRID = [(label, params if label == "defaults" or "learn_global" in params
+         else {**params, "learn_global": True}) for label, params in GRID]
+BPT_ONLY = ("learn_global",)
 QUICK_GRID = ["defaults", "d2 lr0.2 n200", "d4 ES", "d4 l2=1"]
 
 # ------------------------------------------------------------------ the toys
@@ -243,6 +266,8 @@ def make_estimator(toy, params, n_jobs, quick):
     else:
         est = BoostedInformationTree(n_parameters=toy.n_parameters, terms=toy.terms)
     known = est.get_params()
+    if toy.kind != "bpt":
+        params = {k: v for k, v in params.items() if k not in BPT_ONLY}
     missing = sorted(k for k in params if k not in known)
     if missing:
         return None, f"estimator has no {', '.join(missing)}"
@@ -359,6 +384,10 @@ def profile_study(bpt_models, bit_models, yield_, n_sim, seed=7):
           f"{(stat[0][1] - stat[0][0]) / 2:.4f}, {(stat[1][1] - stat[1][0]) / 2:.4f})")
     cases = [(f"BPT {k}", exact_R, m) for k, m in bpt_models.items()]
     cases += [(f"BIT {k}", m, exact_D) for k, m in bit_models.items()]
+    # both pieces learned in one model (issue 12 target: learned BIT and BPT together)
+    for k in bpt_models:
+        if k in bit_models:
+            cases.append((f"BIT+BPT {k}", bit_models[k], bpt_models[k]))
     for label, R, D in cases:
         try:
             got = intervals(R, D)

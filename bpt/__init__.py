@@ -34,9 +34,12 @@ bpt.export
     ONNX export of fitted estimators and pipelines (``pip install bpt[onnx]``).
 bpt.diagnostics
     Checks of a fitted model against held-out data.
+bpt.dask
+    DaskBoostedInformationTree / DaskBoostedParametricTree: training on a
+    dask.distributed cluster (``pip install bpt[dask]``; docs/dask.md).
 
 The sub-modules are imported on first use (``import bpt; bpt.datasets.make_...`` works);
-``import bpt`` itself does not import matplotlib, onnx or the inference code.
+``import bpt`` itself does not import matplotlib, onnx, dask or the inference code.
 The mathematics: docs/math.md in the repository.
 """
 
@@ -55,7 +58,7 @@ __all__ = ["BoostedInformationTree", "BoostedParametricTree", "IterationInfo",
            "coefficients_from_derivatives", "load", "make_terms", "__version__"]
 
 # public sub-modules, imported lazily on first attribute access (PEP 562)
-_SUBMODULES = ("datasets", "diagnostics", "export", "inference", "plotting", "toys")
+_SUBMODULES = ("dask", "datasets", "diagnostics", "export", "inference", "plotting", "toys")
 
 
 def __getattr__(name):

@@ -9,7 +9,9 @@ returns what it drew on, so plots compose with ordinary matplotlib code:
 * :func:`plot_scan` -- a 1D profile-likelihood scan with the 68%/95% CL lines;
 * :func:`plot_contour` -- 2D profile-likelihood contours at 68%/95% CL;
 * :func:`plot_closure` -- learned vs simulated yields of a closure test
-  (:func:`bpt.diagnostics.closure`).
+  (:func:`bpt.diagnostics.closure`);
+* :func:`plot_impacts` -- the ranked pulls-and-impacts plot of
+  ``AdditiveModel.impacts``.
 
 matplotlib is imported only when a function is called.
 """
@@ -21,7 +23,7 @@ import numpy as np
 from ._terms import term_name
 
 __all__ = ["plot_coefficients", "plot_loss", "plot_systematic_ratios", "plot_scan",
-           "plot_contour", "plot_closure", "offscreen_pyplot"]
+           "plot_contour", "plot_closure", "plot_impacts", "offscreen_pyplot"]
 
 #: Delta t at 68% / 95% CL for one and two parameters (Wilks).
 LEVELS_1D = (1.0, 3.84)
@@ -652,3 +654,81 @@ def plot_contour(theta1, theta2, t_grid, ax=None, *, levels=LEVELS_2D,
     ax.grid(alpha=0.3)
     ax.legend(handles=handles, labels=labels, fontsize=8)
     return ax
+
+
+# --------------------------------------------------------------------------- impacts
+def plot_impacts(result, ax=None, *, max_nuisances=30, prefit=True):
+    """The ranking plot of nuisance impacts (``AdditiveModel.impacts``).
+
+    Parameters
+    ----------
+    result : bpt.inference.ImpactsResult
+    ax : pair of Axes (pulls, impacts), optional
+        Default: a new figure with two panels sharing the y axis.
+    max_nuisances : int, default=30
+        Show the highest-ranked nuisances only (ranked top down).
+    prefit : bool, default=True
+        Also draw the pre-fit impacts (nu fixed at nu^ +- 1) as unfilled bars.
+
+    Returns
+    -------
+    axes : array of 2 Axes
+        Left: the pull (nu^ - a) of each Gaussian-constrained nuisance with its post-fit
+        error as a horizontal error bar (open markers: free-floating nuisances, nu^),
+        bands at +-1 and +-2.  Right: horizontal bars of the POI shifts
+        ``impact_up`` (labelled "+1 sigma post-fit") and ``impact_down`` ("-1 sigma
+        post-fit"), and with ``prefit`` the pre-fit ones ("+1 / -1 sigma pre-fit").
+    """
+    needed = ("names", "pulls", "errors", "impact_up", "impact_down", "prefit_up",
+              "prefit_down", "nu_hat", "constrained", "poi")
+    if not all(hasattr(result, a) for a in needed):
+        raise ValueError("plot_impacts needs an ImpactsResult from AdditiveModel.impacts")
+    if (isinstance(max_nuisances, bool) or not isinstance(max_nuisances, (int, np.integer))
+            or max_nuisances < 1):
+        raise ValueError(f"max_nuisances must be a positive integer, got {max_nuisances!r}")
+    n = min(int(max_nuisances), len(result.names))
+    if ax is None:
+        plt = _pyplot()
+        _, axes = plt.subplots(1, 2, sharey=True, figsize=(8.0, 1.0 + 0.32 * n),
+                               layout="constrained", gridspec_kw={"width_ratios": [1, 1.4]})
+    else:
+        axes = list(np.ravel(np.asarray(ax, dtype=object)))
+        if len(axes) != 2:
+            raise ValueError(f"ax must be a pair of Axes (pulls, impacts), got {len(axes)}")
+    axes = np.asarray(axes, dtype=object)
+    left, right = axes
+    y = np.arange(n)[::-1].astype(float)             # rank 0 at the top
+    con = np.asarray(result.constrained[:n], dtype=bool)
+    x = np.where(con, result.pulls[:n], result.nu_hat[:n])
+    err = np.asarray(result.errors[:n], dtype=float)
+    left.axvspan(-2, 2, color="0.92", zorder=0)
+    left.axvspan(-1, 1, color="0.82", zorder=0)
+    left.axvline(0.0, color="k", lw=0.6)
+    if con.any():
+        left.errorbar(x[con], y[con], xerr=err[con], fmt="o", color="k", ms=4, capsize=0,
+                      label="pull (post-fit error)")
+    if (~con).any():
+        left.errorbar(x[~con], y[~con], xerr=err[~con], fmt="o", mfc="white", color="k",
+                      ms=4, capsize=0, label="free: nu^ (error)")
+    left.set_yticks(y)
+    left.set_yticklabels(list(result.names[:n]), fontsize=8)
+    left.set_xlabel("(nu^ - a) / 1")
+    left.set_ylim(-0.7, n - 0.3)
+    h = 0.7
+    if prefit:
+        right.barh(y, result.prefit_up[:n], height=h, fill=False, edgecolor="C3", lw=0.8,
+                   label="+1 sigma pre-fit")
+        right.barh(y, result.prefit_down[:n], height=h, fill=False, edgecolor="C0", lw=0.8,
+                   label="-1 sigma pre-fit")
+    right.barh(y, result.impact_up[:n], height=h, color="C3", alpha=0.6,
+               label="+1 sigma post-fit")
+    right.barh(y, result.impact_down[:n], height=h, color="C0", alpha=0.6,
+               label="-1 sigma post-fit")
+    right.axvline(0.0, color="k", lw=0.6)
+    right.set_xlabel(f"shift of {result.poi}^")
+    right.set_title(f"{result.poi} = {result.theta_hat:.4g} +- {result.theta_error:.3g}",
+                    fontsize=10)
+    right.legend(fontsize=7, loc="lower right")
+    for a in axes:
+        a.grid(alpha=0.3, axis="x")
+    return axes

@@ -137,7 +137,8 @@ def _two_point_sample(n_nom, n_var, weight_var, seed=3):
                                          (3.0, True)])
 def test_bpt_warns_when_base_point_yield_is_far_from_nominal(ratio, warns):
     X, nu, w = _two_point_sample(1000, 500, ratio / 500)
-    est = BPT(n_nuisances=1, order=1, n_estimators=1, max_depth=0)    # one global leaf
+    est = BPT(n_nuisances=1, order=1, n_estimators=1, max_depth=0,
+              learn_global=True)                   # one global leaf at rate 1
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         est.fit(X, nu, w)

@@ -626,7 +626,7 @@ def test_weights_spanning_1e_minus30_to_1e30(split):
     bp = BPT(**dict(KW_BPT, split=split)).fit(Xp, nu, wf)
     assert np.all(np.isfinite(bp.predict(Xp)))
     assert np.isfinite(bp.score(Xp, nu, wf)) and np.all(np.isfinite(bp.train_loss_))
-    bp0 = BPT(**dict(KW_BPT, split=split, max_depth=0)).fit(Xp, nu, wf)
+    bp0 = BPT(**dict(KW_BPT, split=split, max_depth=0, learn_global=True)).fit(Xp, nu, wf)
     np.testing.assert_allclose(bp0.predict(Xp[:1])[0],
                                _closed_form_delta(nu, wf, bp0.base_points_, bp0.V_),
                                rtol=1e-9, atol=1e-12)
@@ -653,7 +653,7 @@ def test_node_sums_accumulate_in_float64(split):
     w = np.concatenate([side, side / 2, side * 2])
     w[n_small + 1] = 1.0
     bp = BPT(n_nuisances=1, n_estimators=1, max_depth=0, min_samples_leaf=1,
-             split=split).fit(Xp, nu, w)
+             split=split, learn_global=True).fit(Xp, nu, w)      # one leaf at rate 1
     lam = {0.0: big + n_small, 1.0: 1.0 + n_small / 2, -1.0: 2 * big + 2 * n_small}
     ell = np.log([lam[p] / lam[0.0] for p in bp.base_points_[:, 0]])
     V = bp.V_

@@ -77,13 +77,25 @@ class BinMapper:
     def fit(self, X):
         if not 2 <= self.max_bins <= 255:
             raise ValueError(f"max_bins must be in [2, 255], got {self.max_bins}")
-        n, n_features = X.shape
+        idx = self.sample_indices(X.shape[0])
+        return self.fit_sample(X if idx is None else X[idx])
+
+    def sample_indices(self, n):
+        """The sorted rows (of ``n``) whose values give the edges, drawn from
+        ``random_state``; None when all rows are used.  ``fit(X)`` is
+        ``fit_sample(X[sample_indices(len(X))])`` (used by ``bpt.dask``, whose workers
+        send only these rows)."""
         if self.subsample is not None and n > self.subsample:
             rng = check_random_state(self.random_state)
-            idx = np.sort(rng.choice(n, self.subsample, replace=False))
-            Xs = np.asarray(X[idx], dtype=np.float64)
-        else:
-            Xs = np.asarray(X, dtype=np.float64)
+            return np.sort(rng.choice(n, self.subsample, replace=False))
+        return None
+
+    def fit_sample(self, Xs):
+        """Edges from the rows ``Xs`` already drawn by :meth:`sample_indices`."""
+        if not 2 <= self.max_bins <= 255:
+            raise ValueError(f"max_bins must be in [2, 255], got {self.max_bins}")
+        Xs = np.asarray(Xs, dtype=np.float64)
+        n_features = Xs.shape[1]
         edges = np.full((n_features, self.max_bins - 1), np.inf)
         n_bins = np.ones(n_features, dtype=np.int64)
         for f in range(n_features):

@@ -18,6 +18,7 @@ intervals), ``_toys`` (pseudo-data, coverage), ``_statistics`` (the shared metho
 from __future__ import annotations
 
 import copy
+import numbers
 
 import numpy as np
 
@@ -217,6 +218,40 @@ class AdditiveModel(PseudoData, Statistics):
     def _channel_data(self, X, weight=None):
         """Data tuple of X as a channel of a Combination (no global observables)."""
         return self._data(X, weight)[:3] + (None,)
+
+    # ------------------------------------------------------------------ goodness of fit
+    # (``minuit`` and ``impacts`` are inherited from ``_statistics.Statistics``)
+    def goodness_of_fit(self, X, weight=None, n_bins=10, n_toys=100, quantity="ratio",
+                        random_state=None, n_jobs=None, verbose=0):
+        """Pearson chi2 of the fit in quantile bins of a per-event quantity, toy p-value.
+
+        The data are binned in ``n_bins`` quantile bins (equal expected counts at the
+        best fit) of ``quantity``: ``"ratio"`` (default) the fitted per-event ratio
+        dSigma(x|theta^,nu^)/dSigma(x|SM), a feature index, or a callable X -> (N,);
+        X2 = sum_b (O_b - E_b)^2 / E_b.  ``n_toys`` toys drawn at the best fit (global
+        observables around nu^), each refitted and binned at its own fit, give the
+        p-value = fraction of toys with X2 >= the observed (``n_toys=0``: none, NaN);
+        ``p_value_asymptotic`` = chi2.sf(X2, n_bins - free parameters) is for reference
+        only.  Returns a :class:`GoodnessOfFitResult`.  Toys run through joblib
+        (``n_jobs``); the result depends only on ``random_state``.  See docs/math.md
+        (section 4) and docs/inference.md (*Goodness of fit*).
+        """
+        from ._gof import check_n_bins, resolve_quantity, unbinned_gof
+        from ._toys import seed_sequences
+        from ._tools_progress import check_verbose
+        verbose = check_verbose(verbose)
+        n_bins = check_n_bins(n_bins)
+        if (isinstance(n_toys, bool) or not isinstance(n_toys, numbers.Integral)
+                or n_toys < 0):
+            raise ValueError(f"n_toys must be a non-negative integer, got {n_toys!r}")
+        data = self._data(X, weight)
+        comp = self._compile()
+        lik = comp["lik"]
+        u_data, u_sim = resolve_quantity(quantity, self, X, comp["X"])
+        seeds = seed_sequences(random_state, int(n_toys)) if n_toys else ()
+        fit = self._fit_cached(lik, data)
+        return unbinned_gof(lik, data, fit, comp["coef"], comp["blocks"], u_data, u_sim,
+                            n_bins, seeds, n_jobs, verbose)
 
 
 def load_model(source, trusted=False):

@@ -405,6 +405,45 @@ class Statistics(ToyStatistics):
                           RuntimeWarning, stacklevel=2)
         return (low, high)
 
+    # ------------------------------------------------------------------ Minuit, impacts
+    # Thin wrappers over ``_minuit`` and ``_impacts`` (which work on the likelihood and the
+    # data tuple only), so every model class has them.
+    def minuit(self, X, weight=None, theta=None, nu=None):
+        """An ``iminuit.Minuit`` minimising -q(theta, nu) on this data (extra ``bpt[minuit]``).
+
+        Parameters are named by the POIs and nuisances (z order), ``errordef = 0.5``
+        (-q is a negative log-likelihood ratio: HESSE / MINOS give one-sigma errors, MINOS
+        equals :meth:`interval`), the gradient and Hessian are exact, ``tol = 1e-6``; start
+        values ``theta`` / ``nu`` (default 0).  Fix or bound parameters with Minuit's own
+        ``fixed`` / ``limits``.  A point where an event's rate is <= 0 returns NaN.
+        Raises ImportError naming the extra when iminuit is not installed.  See
+        docs/inference.md (*Minuit*).
+        """
+        from ._minuit import import_iminuit, make_minuit
+        import_iminuit()
+        start = self._point(np.zeros(self.n_pois) if theta is None else theta, nu)
+        return make_minuit(self.likelihood_, self._data(X, weight), start)
+
+    def impacts(self, X, weight=None, poi=0, n_jobs=None, verbose=0):
+        """Impacts of every nuisance on one POI: an :class:`ImpactsResult`, ranked.
+
+        For each nuisance, the shift of the POI's best fit when the nuisance is fixed at
+        nu^ +- its post-fit error (``impact_up`` / ``impact_down``) and at nu^ +- 1, its
+        pre-fit width (``prefit_up`` / ``prefit_down``; NaN for free-floating nuisances),
+        all other parameters refitted.  Ranked by max(|impact_up|, |impact_down|).  The
+        refits run through joblib like :meth:`scan` (``n_jobs``); ``verbose`` > 0 logs
+        progress to the "bpt" logger.  Uses the remembered fit of the data (or fits).
+        See docs/inference.md (*Impacts*) and ``bpt.plotting.plot_impacts``.
+        """
+        from ._impacts import compute_impacts
+        from ._tools_progress import check_verbose
+        verbose = check_verbose(verbose)
+        j = self._poi_index(poi)
+        data = self._data(X, weight)
+        lik = self.likelihood_
+        fit = self._fit_cached(lik, data)
+        return compute_impacts(lik, data, fit, j, n_jobs, verbose)
+
 
 def _aux(data, n_nuisances):
     aux = data[3] if len(data) > 3 else None

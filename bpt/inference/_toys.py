@@ -22,7 +22,7 @@ from ._likelihood import RateError
 from ._progress import check_verbose, progress
 
 __all__ = ["CoverageResult", "PseudoData", "ToyStatistics", "ToyGenerator", "UnbinnedToys",
-           "seed_sequences", "n_tasks", "run_tasks", "toys_task", "coverage_task",
+           "seed_sequences", "n_tasks", "run_tasks", "toys_task", "coverage_task", "draw_toy",
            "sampler_task", "toy_t", "check_expected"]
 
 
@@ -129,6 +129,16 @@ class UnbinnedToys:
         if self.signed:
             weight *= np.sign(self.w_exp[rows])
         return (self.coef, rows.astype(np.int64), weight, None)
+
+
+def draw_toy(w_exp, seed, signed, nu_true, gaussian):
+    """(rows, weight, global observables) of one unbinned toy from a seed: the events of
+    :class:`UnbinnedToys` then the global observables of :class:`ToyGenerator` (the same
+    draws as ``toys`` / ``coverage`` of a single unbinned channel)."""
+    rng = np.random.default_rng(seed)
+    _, rows, weight, _ = UnbinnedToys(None, w_exp, signed).draw_channel(rng)
+    aux = np.where(gaussian, nu_true + rng.standard_normal(nu_true.shape[0]), 0.0)
+    return rows, weight, aux
 
 
 class ToyGenerator:

@@ -66,7 +66,8 @@ def fixture_cases():
                                    bit_targets(X, 5), None)
         Xs, nu, w = bpt_targets(X)
         cases[f"bpt2_d{depth}"] = ("BoostedParametricTree",
-                                   dict(n_nuisances=2, order=2, **common), Xs, nu, w)
+                                   dict(n_nuisances=2, order=2, learn_global=True,  # the
+                                        **common), Xs, nu, w)               # default then
     return cases
 
 

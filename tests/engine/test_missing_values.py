@@ -77,7 +77,8 @@ def test_bpt_learns_a_systematic_that_depends_on_missingness():
     nu = np.concatenate([np.zeros(n), np.ones(n)])[:, None]
     # the varied sample has 1.5x the weight of events with a missing x1: Delta = log 1.5
     w = np.where((nu[:, 0] == 1) & miss, 1.5, 1.0)
-    est = BPT(n_nuisances=1, order=1, n_estimators=30, max_depth=2, random_state=0)
+    est = BPT(n_nuisances=1, order=1, n_estimators=30, max_depth=2, random_state=0,
+              learn_global=True)    # the first tree at rate 1 learns the step in full
     est.fit(X, nu, w)
     Xt = np.array([[0.5, np.nan], [0.5, 0.4]])
     np.testing.assert_allclose(est.predict(Xt)[:, 0], [np.log(1.5), 0.0], atol=0.04)

@@ -1,0 +1,183 @@
+"""Impacts of the nuisances on a POI (docs/inference.md, *Impacts*).
+
+For nuisance k with best fit nu_k^ and post-fit error sigma_k (from the covariance of the
+global fit): fix nu_k at nu_k^ +- sigma_k (post-fit) and at nu_k^ +- 1 (pre-fit, the unit
+width of its Gaussian constraint; not defined for free-floating nuisances), maximise q over
+every other parameter and record the shift of the POI's best fit.  In the Gaussian limit
+the post-fit impact is cov[theta, nu_k] / sigma_k = rho sigma_theta.
+
+Works on a ``Likelihood`` and a data tuple, like ``_fit``; the refits run through joblib.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import joblib
+import numpy as np
+
+from ._fit import BETTER_TOL, maximize
+from ._likelihood import RateError
+from ._toys import n_tasks
+from ._tools_progress import report
+
+__all__ = ["ImpactsResult", "compute_impacts", "run_items"]
+
+
+@dataclass
+class ImpactsResult:
+    """Impacts of every nuisance on one POI, ranked by the largest |post-fit impact|.
+
+    Attributes
+    ----------
+    poi : str, name of the POI
+    theta_hat, theta_error : its best fit and Hessian error
+    names : list of str, nuisance names in ranked order (largest impact first)
+    nu_hat : (K,) best-fit nuisances (ranked order)
+    pulls : (K,) (nu_hat - a) / 1 with a the global observable (NaN for free nuisances)
+    errors : (K,) post-fit errors sqrt(cov[nu, nu]) (the post-fit constraints)
+    constrained : (K,) bool, Gaussian-constrained (False: free-floating)
+    impact_up, impact_down : (K,) theta^(nu fixed at nu_hat + error) - theta_hat and
+        theta^(nu fixed at nu_hat - error) - theta_hat
+    prefit_up, prefit_down : (K,) the same with nu fixed at nu_hat +- 1 (NaN for free
+        nuisances)
+    success : (K,) every refit of the nuisance converged
+    q_hat : float, q at the global fit
+    """
+    poi: str
+    theta_hat: float
+    theta_error: float
+    names: list
+    nu_hat: np.ndarray = field(repr=False)
+    pulls: np.ndarray = field(repr=False)
+    errors: np.ndarray = field(repr=False)
+    constrained: np.ndarray = field(repr=False)
+    impact_up: np.ndarray = field(repr=False)
+    impact_down: np.ndarray = field(repr=False)
+    prefit_up: np.ndarray = field(repr=False)
+    prefit_down: np.ndarray = field(repr=False)
+    success: np.ndarray = field(repr=False)
+    q_hat: float = field(repr=False, default=np.nan)
+
+    @property
+    def impact(self):
+        """(K,) max(|impact_up|, |impact_down|): the ranking key."""
+        return np.maximum(np.abs(self.impact_up), np.abs(self.impact_down))
+
+    def table(self, max_rows=None):
+        """A text table, one row per nuisance in ranked order."""
+        head = (f"{'nuisance':<24} {'nu_hat':>9} {'error':>8} {'impact+':>10} {'impact-':>10} "
+                f"{'prefit+':>10} {'prefit-':>10}")
+        lines = [f"impacts on {self.poi} = {self.theta_hat:.6g} +- {self.theta_error:.3g}", head]
+        n = len(self.names) if max_rows is None else min(int(max_rows), len(self.names))
+        for i in range(n):
+            lines.append(f"{self.names[i]:<24.24} {self.nu_hat[i]:>9.4f} {self.errors[i]:>8.4f} "
+                         f"{self.impact_up[i]:>+10.4g} {self.impact_down[i]:>+10.4g} "
+                         f"{self.prefit_up[i]:>+10.4g} {self.prefit_down[i]:>+10.4g}")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.table()
+
+
+def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel):
+    """(z, q, success) of the maximum of q with nu_k fixed at ``value`` (index k in z)."""
+    free = np.ones(lik.n_par, dtype=bool)
+    free[k] = False
+    z_flat = z_hat.copy()
+    z_flat[k] = value
+    starts = [z_flat]
+    ckk = cov[k, k]
+    if np.all(np.isfinite(cov[:, k])) and ckk > 0:      # the Gaussian prediction first
+        starts.insert(0, z_hat + (value - z_hat[k]) * cov[:, k] / ckk)
+    for z0 in starts:
+        z0[k] = value
+        try:
+            found = maximize(lik, data, z0, free, parallel, H_init=H_hat)
+        except RateError:
+            continue
+        return found.z, found.q, found.success
+    return np.full(lik.n_par, np.nan), np.nan, False
+
+
+def impacts_task(lik, data, z_hat, cov, H_hat, items, parallel):
+    """For each (k, value) of ``items``: (z, q, success) with z_k fixed at value."""
+    return [_fixed_fit(lik, data, z_hat, cov, H_hat, k, v, parallel) for k, v in items]
+
+
+def run_items(fn, items, n_jobs, args, verbose, what):
+    """Run fn(*args, chunk, parallel) over chunks of ``items``; returns the concatenated
+    per-item results.  One task: in-process (numba-parallel) item by item, reporting
+    progress after each; else ``n_tasks(n_jobs)`` contiguous chunks through joblib,
+    reporting as chunks finish.  The result does not depend on the chunking."""
+    n = len(items)
+    n_chunks = n_tasks(n_jobs, n)
+    out = []
+    if n_chunks == 1:
+        for i, it in enumerate(items):
+            out += fn(*args, [it], True)
+            report(verbose, what, i + 1, n)
+        return out
+    chunks = [[items[i] for i in c] for c in np.array_split(np.arange(n), n_chunks)]
+    gen = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(
+        joblib.delayed(fn)(*args, c, False) for c in chunks)
+    for part in gen:
+        out += part
+        report(verbose, what, len(out), n)
+    return out
+
+
+def compute_impacts(lik, data, fit, poi_index, n_jobs=None, verbose=0):
+    """The :class:`ImpactsResult` of POI ``poi_index`` around the global fit ``fit``."""
+    P, K = lik.n_pois, lik.n_par - lik.n_pois
+    pois, nu_names = lik.names
+    if K == 0:
+        raise ValueError("the model has no nuisance parameters: there are no impacts")
+    z_hat = np.concatenate([fit.theta, fit.nu])
+    cov = np.asarray(fit.covariance, dtype=np.float64)
+    err = np.sqrt(np.diag(cov))[P:]
+    if not np.all(np.isfinite(err)):
+        bad = [nu_names[k] for k in np.flatnonzero(~np.isfinite(err))]
+        raise ValueError(f"the covariance of the fit is singular or not positive (nuisances "
+                         f"{bad} have no finite post-fit error): impacts are undefined")
+    gauss = np.asarray(lik.gaussian, dtype=bool)
+    aux = data[3] if len(data) > 3 and data[3] is not None else np.zeros(K)
+    items = []
+    for k in range(K):
+        nu = z_hat[P + k]
+        vals = [nu + err[k], nu - err[k]] + ([nu + 1.0, nu - 1.0] if gauss[k] else [])
+        items += [(P + k, v) for v in vals]
+    res = run_items(impacts_task, items, n_jobs,
+                    (lik, data, z_hat, cov, fit.hessian), verbose, "impacts")
+    th = fit.theta[poi_index]
+    up, down = np.full(K, np.nan), np.full(K, np.nan)
+    pre_up, pre_down = np.full(K, np.nan), np.full(K, np.nan)
+    ok = np.ones(K, dtype=bool)
+    q_best, where = fit.q, None
+    i = 0
+    for k in range(K):
+        n_k = 4 if gauss[k] else 2
+        shifts = []
+        for z, q, success in res[i:i + n_k]:
+            shifts.append(z[poi_index] - th)
+            ok[k] &= bool(success)
+            if np.isfinite(q) and q > q_best + BETTER_TOL:
+                q_best, where = q, z
+        up[k], down[k] = shifts[0], shifts[1]
+        if gauss[k]:
+            pre_up[k], pre_down[k] = shifts[2], shifts[3]
+        i += n_k
+    if where is not None:
+        warnings.warn(f"a fit with one nuisance fixed reached q = {q_best:.10g} above the global "
+                      f"fit's {fit.q:.10g} (at {lik.describe(where)}): the global fit is a local "
+                      "maximum; refit the model (e.g. with starts) and recompute the impacts",
+                      RuntimeWarning, stacklevel=3)
+    nu_hat = z_hat[P:]
+    pulls = np.where(gauss, nu_hat - aux, np.nan)
+    key = np.maximum(np.abs(np.nan_to_num(up)), np.abs(np.nan_to_num(down)))
+    order = np.argsort(-key, kind="stable")
+    return ImpactsResult(pois[poi_index], float(th), float(np.sqrt(cov[poi_index, poi_index])),
+                         [nu_names[k] for k in order], nu_hat[order], pulls[order], err[order],
+                         gauss[order], up[order], down[order], pre_up[order], pre_down[order],
+                         ok[order], float(fit.q))
