@@ -18,20 +18,35 @@ pieces on the data and the simulation once) + one interval.  Printed: its time, 
 time of one ``interval`` (MLE remembered) and of one ``fit``, and the cost per replica
 relative to one interval.
 
-    python bench/bench_inference.py            # N = 1e6
-    python bench/bench_inference.py --n 200000 # quicker
+Combination (issue 14, ``--part combination``): 2 unbinned channels + 1 binned channel,
+2 POIs, 20 nuisances (12 shape nuisances, each channel's processes using 6 of them with
+one synthetic BPT-like model per nuisance, shared between channels; 7 normalisations
+and a luminosity), 1e6 data events in total (0.5e6 + 0.4e6 unbinned Asimov-weighted
+events, 0.1e6 events histogrammed into 20 bins; the SM fractions are exact, so the
+Asimov fit returns the truth).  Printed: q + gradient against one
+numpy pass over every coefficient array of the combination (data and simulation of all
+channels), a 50-point profiled scan of c1 (c2 and the 20 nuisances profiled), and the
+impacts of the 20 nuisances if ``Combination.impacts`` exists (a marked hook otherwise).
+
+    python bench/bench_inference.py                        # N = 1e6, both parts
+    python bench/bench_inference.py --n 200000             # quicker
+    python bench/bench_inference.py --part combination     # only the combination
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # this checkout
+
 from bpt._terms import make_terms
-from bpt.inference import AdditiveModel, Nuisance, Process, Replicas
+from bpt.inference import (AdditiveModel, BinnedChannel, Combination, Nuisance, Process,
+                           Replicas)
 
 
 class SyntheticRatio:
@@ -109,7 +124,12 @@ def main():
     ap.add_argument("--points", type=int, default=50, help="scan points")
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--replicas", type=int, default=4, help="B for the replica interval (0: skip)")
+    ap.add_argument("--part", choices=["single", "combination", "all"], default="all")
     args = ap.parse_args()
+    if args.part in ("combination", "all"):
+        combination_bench(args)
+    if args.part == "combination":
+        return
 
     import numba
     os.system("uptime")        # the machine is shared: the load average qualifies the figures
@@ -198,6 +218,148 @@ def replica_interval(model, data, n_replicas):
           f"replica sd / stat sd = {res.ratio:.2f}; per replica {per:.2f} s = "
           f"{per / t_int:.2f} x one interval, {per / t_fit:.2f} x one fit  [target <= 2 x one "
           "interval per replica]")
+
+
+# ----------------------------------------------------------------------------- combination
+class OneNuisanceSystematics:
+    """Delta(x) = scale * tanh(x . W): a BPT-like model of one nuisance (terms nu, nu^2)."""
+
+    def __init__(self, n_features, scale, seed):
+        self.n_nuisances = 1
+        self.terms_ = [(0,), (0, 0)]
+        self.W = np.random.default_rng(seed).normal(size=(n_features, 2))
+        self.scale = scale
+
+    def predict(self, X):
+        out = np.tanh(X @ self.W) * self.scale
+        out[:, 1] = 0.1 * np.abs(out[:, 1])
+        return out
+
+
+class ConstantFractions:
+    """The exact SM fractions of processes simulated from the same density (uniform X):
+    constant, the processes' shares of the yield (so the model is self-consistent and the
+    Asimov fit returns the truth)."""
+
+    def __init__(self, classes, yields):
+        self.classes_ = np.array(classes)
+        self.p = np.asarray(yields, dtype=np.float64) / np.sum(yields)
+
+    def predict_proba(self, X):
+        return np.tile(self.p, (np.asarray(X).shape[0], 1))
+
+
+def build_unbinned_channel(name, n_events, shape_names, norm_names, rng, seed, n_features=4):
+    names = ["eft", "bkg1", "bkg2"]
+    sizes = [n_events // 2, n_events // 4, n_events - n_events // 2 - n_events // 4]
+    procs = []
+    for i, (pname, n) in enumerate(zip(names, sizes)):
+        X = rng.uniform(-1, 1, size=(n, n_features))
+        syst = [(OneNuisanceSystematics(n_features, 0.05, seed + 100 * i + k), [s])
+                for k, s in enumerate(shape_names)]
+        ratio = SyntheticRatio(2, n_features, 0.3, seed + 1) if i == 0 else None
+        norm = {norm_names[i]: 0.1} if i < len(norm_names) else None
+        procs.append(Process(pname, X, np.ones(n), ratio=ratio, systematics=syst,
+                             normalization=norm))
+    nus = sorted({*shape_names, *norm_names[:3], "lumi"})
+    return AdditiveModel(procs, pois=["c1", "c2"], nuisances=nus,
+                         fractions=ConstantFractions(names, sizes),
+                         luminosity=("lumi", 0.02), name=name)
+
+
+def build_binned_channel(name, n_events, shape_names, norm_names, rng, seed, n_features=4):
+    procs = []
+    for i, (pname, frac) in enumerate((("eft", 0.3), ("bkg", 0.7))):
+        n = int(n_events * frac)
+        X = rng.uniform(-1, 1, size=(n, n_features))
+        syst = [(OneNuisanceSystematics(n_features, 0.05, seed + 100 * i + k), [s])
+                for k, s in enumerate(shape_names)]
+        ratio = SyntheticRatio(2, n_features, 0.3, seed + 1) if i == 0 else None
+        procs.append(Process(pname, X, np.ones(n), ratio=ratio, systematics=syst,
+                             normalization={norm_names[i]: 0.15}))
+    nus = sorted({*shape_names, *norm_names[:2], "lumi"})
+    return BinnedChannel(procs, ["c1", "c2"], nus, 0, np.linspace(-1, 1, 21),
+                         luminosity=("lumi", 0.02), name=name)
+
+
+def build_combination(n_events, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = [f"s{k}" for k in range(12)]
+    norm = [f"n{k}" for k in range(7)]
+    a = build_unbinned_channel("sr1", n_events // 2, shape[0:6], norm[0:3], rng, seed + 10)
+    b = build_unbinned_channel("sr2", 2 * n_events // 5, shape[3:9], norm[2:5], rng, seed + 20)
+    c = build_binned_channel("cr", n_events - n_events // 2 - 2 * n_events // 5, shape[6:12],
+                             norm[5:7], rng, seed + 30)
+    return Combination([a, b, c], pois=["c1", "c2"])
+
+
+def combination_bench(args):
+    import numba
+    os.system("uptime")
+    t0 = time.perf_counter()
+    comb = build_combination(args.n)
+    K = comb.n_nuisances
+    theta_true, nu_true = np.array([0.05, -0.03]), np.zeros(K)
+    asi = comb.asimov(theta_true, nu_true)
+    data = comb.prepare(asi)
+    t_prep = time.perf_counter() - t0
+    print(f"\n=== combination: channels {comb.channel_names}, {comb.n_pois} POIs, {K} nuisances; "
+          f"numba threads {numba.get_num_threads()}; setup {t_prep:.1f} s")
+    parts = data.arrays()[0]
+    arrays = []
+    for ch, part in zip(comb.channels, parts):
+        if isinstance(ch, AdditiveModel):
+            arrays.append(part[0])
+            arrays += [c for (_, _, _, c, _) in ch.likelihood_.sim]
+        else:
+            arrays += [c for (_, _, _, per_bin) in ch.likelihood_.bins for (c, _) in per_bin]
+    n_data = sum(p[0].shape[0] for p in parts[:2]) + int(parts[2][0].sum())
+    print(f"data events: {n_data} ({parts[0][0].shape[0]} + {parts[1][0].shape[0]} unbinned, "
+          f"{int(parts[2][0].sum())} histogrammed into {comb.channels[2].n_bins} bins); "
+          f"coefficient arrays {sum(a.nbytes for a in arrays) / 1e6:.0f} MB")
+    z_theta, z_nu = np.array([0.02, -0.01]), np.full(K, 0.1)
+    comb.q(z_theta, z_nu, data, derivatives=1)                  # warm up
+
+    def stream():
+        for a in arrays:
+            a.sum()
+
+    rows = []
+    for _ in range(args.repeat):
+        rows.append([best_of(stream, 1)[0],
+                     best_of(lambda: comb.q(z_theta, z_nu, data, derivatives=1), 1)[0]])
+    rows = np.array(rows)
+    t_stream, t_q1 = rows.min(axis=0)
+    pair = np.median(rows[:, 1] / rows[:, 0])
+    t_q2, _ = best_of(lambda: comb.q(z_theta, z_nu, data, derivatives=2), 3)
+    print(f"numpy stream of every coefficient array once: {t_stream * 1e3:8.1f} ms")
+    print(f"q + gradient:            {t_q1 * 1e3:8.1f} ms  ratio {t_q1 / t_stream:.2f} (best / "
+          f"best; median of back-to-back pairs {pair:.2f})  [target <= 3]")
+    print(f"q + gradient + Hessian:  {t_q2 * 1e3:8.1f} ms  ratio {t_q2 / t_stream:.2f}")
+    t0 = time.perf_counter()
+    fit = comb.fit(data)
+    t_fit = time.perf_counter() - t0
+    print(f"MLE: {t_fit:.2f} s, {fit.n_evaluations} evaluations, theta = {fit.theta}, "
+          f"success = {fit.success}")
+    err = fit.error("c1")
+    grid = fit["c1"] + np.linspace(-3 * err, 3 * err, args.points)
+    t0 = time.perf_counter()
+    res = comb.scan(grid, data, poi="c1", return_result=True)
+    t_scan = time.perf_counter() - t0
+    print(f"{args.points}-point profiled scan of c1 (c2 and {K} nuisances profiled): "
+          f"{t_scan:.2f} s  [target <= 20 s]; all converged: {bool(res.success.all())}; "
+          f"t range {res.t.min():.3g} .. {res.t.max():.3g}")
+    # ---- HOOK: impacts (issue 14 item 4, built on another branch).  When
+    # Combination.impacts exists, this times the impacts of all nuisances on c1.
+    if hasattr(comb, "impacts"):
+        t0 = time.perf_counter()
+        comb.impacts(data, poi="c1")
+        t_imp = time.perf_counter() - t0
+        print(f"impacts of {K} nuisances on c1: {t_imp:.2f} s  [target <= 60 s]")
+    else:
+        print("impacts: Combination.impacts is not available on this branch (hook in "
+              "combination_bench)")
+    os.system("uptime")
 
 
 if __name__ == "__main__":

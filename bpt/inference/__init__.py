@@ -10,7 +10,9 @@ process-fraction classifier; then ``q``, ``fit``, ``profile``, ``scan``, ``inter
 :class:`Replicas` (:func:`bootstrap_fit`) and :func:`check_calibration`.  See docs/inference.md.
 """
 
+from ._binned import BinnedChannel, BinnedData
 from ._calibration import CalibrationResult, check_calibration
+from ._combination import Combination, CombinedData
 from ._fit import FitResult, ProfileResult, ScanResult
 from ._gof import GoodnessOfFitResult, saturated_gof
 from ._impacts import ImpactsResult
@@ -20,8 +22,8 @@ from ._pyhf import PYHF_MODIFIER_SETTINGS, to_pyhf_workspace
 from ._replicas import ReplicaInterval, Replicas, bootstrap_fit
 from ._toys import CoverageResult
 
-__all__ = ["AdditiveModel", "CalibrationResult", "CoverageResult", "Dataset", "FitResult",
-           "GoodnessOfFitResult", "ImpactsResult", "Nuisance", "PYHF_MODIFIER_SETTINGS",
-           "Process", "ProfileResult", "RateError", "ReplicaInterval", "Replicas", "ScanResult",
-           "bootstrap_fit", "check_calibration", "load_model", "saturated_gof",
-           "to_pyhf_workspace"]
+__all__ = ["AdditiveModel", "BinnedChannel", "BinnedData", "CalibrationResult", "Combination",
+           "CombinedData", "CoverageResult", "Dataset", "FitResult", "GoodnessOfFitResult",
+           "ImpactsResult", "Nuisance", "PYHF_MODIFIER_SETTINGS", "Process", "ProfileResult",
+           "RateError", "ReplicaInterval", "Replicas", "ScanResult", "bootstrap_fit",
+           "check_calibration", "load_model", "saturated_gof", "to_pyhf_workspace"]

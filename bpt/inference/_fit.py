@@ -15,7 +15,7 @@ from scipy import optimize
 from ._likelihood import RateError
 
 __all__ = ["FitResult", "ProfileResult", "ScanResult", "Maximum", "maximize", "fit_result",
-           "global_maximum", "BETTER_TOL"]
+           "global_maximum", "BETTER_TOL", "Controls", "maximize_bounded", "maximize_controlled"]
 
 # Stop when the Newton decrement (the predicted gain of q from one more Newton step) is
 # below this, in units of q (t = -2 q, so t is accurate to ~2e-7).
@@ -65,15 +65,99 @@ class FitResult(ProfileResult):
     q : float, q at the maximum (relative to theta = 0, nu = 0)
     success : bool, message : str, n_evaluations : int
     hessian : (P+K, P+K) second derivatives of q in (theta, nu) at the maximum
-    covariance : (P+K, P+K) inverse of -hessian (Gaussian approximation; nan if singular)
+    covariance : (P+K, P+K) inverse of -hessian restricted to the floating parameters
+        (Gaussian approximation; rows / columns of fixed parameters and of parameters
+        at a bound are 0; nan if singular)
+    names : list of str, the parameter names in (theta, nu) order (POIs, then nuisances)
+    floating : (P+K,) bool, the parameters that were fitted (not fixed, not at a bound)
+    fixed : list of str, the parameters held fixed (``fix=``)
+    at_bound : list of str, the parameters that ended at a bound (``bounds=``)
+    global_observables : (K,), the auxiliary measurements a of the nuisances (0 = none)
+    constrained : (K,) bool, the Gaussian-constrained nuisances
+
+    Named access: ``fit["jes"]`` (best-fit value), ``fit.error("jes")`` (post-fit
+    Gaussian error sqrt(cov_jj)), ``fit.correlation`` (matrix, (theta, nu) order),
+    ``fit.pulls`` / ``fit.constraints`` (dicts over the Gaussian-constrained nuisances of
+    (nu_hat - a) / 1 and of the post-fit error / 1), ``fit.values`` (dict of all values).
     """
     hessian: np.ndarray = field(repr=False)
     covariance: np.ndarray = field(repr=False)
+    names: list = field(default=None, repr=False)
+    floating: np.ndarray = field(default=None, repr=False)
+    fixed: list = field(default_factory=list)
+    at_bound: list = field(default_factory=list)
+    global_observables: np.ndarray = field(default=None, repr=False)
+    constrained: np.ndarray = field(default=None, repr=False)
+
+    def __post_init__(self):
+        n = self.theta.shape[0] + self.nu.shape[0]
+        if self.names is None:
+            self.names = ([f"theta{a}" for a in range(self.theta.shape[0])]
+                          + [f"nu{k}" for k in range(self.nu.shape[0])])
+        if self.floating is None:
+            self.floating = np.ones(n, dtype=bool)
+        if self.global_observables is None:
+            self.global_observables = np.zeros(self.nu.shape[0])
+        if self.constrained is None:
+            self.constrained = np.ones(self.nu.shape[0], dtype=bool)
 
     @property
     def errors(self):
-        """sqrt(diag(covariance)) in (theta, nu) order."""
+        """sqrt(diag(covariance)) in (theta, nu) order (0 for fixed / at-bound parameters)."""
         return np.sqrt(np.diag(self.covariance))
+
+    @property
+    def z(self):
+        """All parameter values, (theta, nu)."""
+        return np.concatenate([self.theta, self.nu])
+
+    def index(self, name):
+        """Position of parameter ``name`` in (theta, nu); ValueError for an unknown name."""
+        if isinstance(name, str) and name in self.names:
+            return self.names.index(name)
+        raise ValueError(f"unknown parameter {name!r}; parameters are {self.names}")
+
+    def __getitem__(self, name):
+        return float(self.z[self.index(name)])
+
+    def error(self, name):
+        """Post-fit Gaussian error sqrt(covariance[j, j]) of parameter ``name``."""
+        return float(self.errors[self.index(name)])
+
+    @property
+    def values(self):
+        """{name: best-fit value} of every parameter."""
+        return dict(zip(self.names, self.z.tolist()))
+
+    @property
+    def correlation(self):
+        """Correlation matrix (P+K, P+K) of the covariance (0 rows / columns, 1 on the
+        diagonal, for fixed parameters)."""
+        cov = self.covariance
+        d = np.sqrt(np.abs(np.diag(cov)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = cov / np.outer(d, d)
+        c = np.where(np.outer(d, d) > 0, c, 0.0)
+        np.fill_diagonal(c, 1.0)
+        return c
+
+    def _nuisance_dict(self, values):
+        P = self.theta.shape[0]
+        return {self.names[P + k]: float(values[k]) for k in range(self.nu.shape[0])
+                if self.constrained[k]}
+
+    @property
+    def pulls(self):
+        """{nuisance: (nu_hat - a) / 1} over the Gaussian-constrained nuisances (a = global
+        observable, default 0; the prior width is 1)."""
+        return self._nuisance_dict(self.nu - self.global_observables)
+
+    @property
+    def constraints(self):
+        """{nuisance: post-fit error / pre-fit error (= 1)} over the Gaussian-constrained
+        nuisances; < 1 means the data constrain the nuisance beyond its prior."""
+        P = self.theta.shape[0]
+        return self._nuisance_dict(self.errors[P:])
 
 
 @dataclass
@@ -195,10 +279,8 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
     x0 = z0[free]
     f0, g0, H0, ok, _ = obj.get(x0)
     if not ok:
-        q, G, H, n_bad, first = lik.evaluate(z0, data, 0, parallel)
-        n_bad = n_bad or -1               # the value is finite: a derivative overflows
-        n_events = data[1].shape[0] if data[1].shape[0] else data[0].shape[0]
-        raise RateError(lik.rate_message(z0, n_bad, first, n_events))
+        lik.checked(z0, data, 2, parallel)        # raises RateError with the likelihood's message
+        raise RateError(lik.rate_message(z0, -1, -1, 0))
     message = "converged"
     success = True
     dec0 = _decrement(g0, H0) if free.any() else 0.0
@@ -212,7 +294,7 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
         # first trust radius: the Newton step if -q is locally convex, else 1
         try:
             step = np.linalg.norm(np.linalg.solve(H0, g0))
-            radius = float(np.clip(step, 1e-4, 1e3)) if np.all(np.linalg.eigvalsh(H0) > 0) else 1.0
+            radius = float(np.clip(step, 1e-4, 500.0)) if np.all(np.linalg.eigvalsh(H0) > 0) else 1.0
         except np.linalg.LinAlgError:
             radius = 1.0
         last = {"dec": _decrement(g0, H0)}
@@ -247,24 +329,169 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
     return Maximum(obj.full(x), float(q), G, H, success, message, obj.n_eval)
 
 
+class Controls:
+    """Fixed parameters and bounds: ``free`` (n,) bool (False = fixed at ``z_fixed``),
+    ``lower`` / ``upper`` (n,) (+-inf = none), ``key`` (hashable, () = no control)."""
+
+    def __init__(self, n_par, fixed=None, lower=None, upper=None, key=()):
+        self.n_par = int(n_par)
+        self.z_fixed = np.full(n_par, np.nan) if fixed is None else np.asarray(fixed, float)
+        self.free = ~np.isfinite(self.z_fixed)
+        self.lower = np.full(n_par, -np.inf) if lower is None else np.asarray(lower, float)
+        self.upper = np.full(n_par, np.inf) if upper is None else np.asarray(upper, float)
+        self.key = key
+
+    @property
+    def bounded(self):
+        return bool(np.any(np.isfinite(self.lower[self.free]))
+                    or np.any(np.isfinite(self.upper[self.free])))
+
+    def apply(self, z):
+        """z with the fixed values set and clipped into the bounds."""
+        z = np.array(z, dtype=np.float64)
+        z[~self.free] = self.z_fixed[~self.free]
+        return np.clip(z, self.lower, self.upper)
+
+    def restrict(self, free):
+        """A mask of the parameters to maximise over: ``free`` and not fixed."""
+        return np.asarray(free, dtype=bool) & self.free
+
+
+def _release_gain(G, H, k):
+    """Predicted gain of q from releasing parameter k (a Newton step along it)."""
+    h = -H[k, k]
+    return 0.5 * G[k] ** 2 / h if h > 0 else np.inf
+
+
+def maximize_bounded(lik, data, z0, free, lower, upper, parallel=True, maxiter=200, H_init=None,
+                     exact_hessian=False, extrapolate=0.0, max_rounds=100):
+    """:func:`maximize` over ``z[free]`` within the box [lower, upper] (an active-set loop).
+
+    z0 must lie in the box.  Each round maximises q over the free parameters not held
+    at a bound; if that maximum leaves the box, the iterate moves along the straight
+    line towards it up to the first bound hit (q increases along it for concave q) and
+    the parameters that reached a bound are held there.  At a maximum inside the box of
+    the remaining ones, a held parameter whose gradient points inwards (a KKT
+    violation worth more than Q_TOL) is released (the most promising first).  Returns a
+    :class:`Maximum` whose ``message`` names the parameters held at a bound (see
+    :func:`at_bounds` for the mask).
+    """
+    z = np.asarray(z0, dtype=np.float64).copy()
+    free = np.asarray(free, dtype=bool)
+    lower = np.asarray(lower, dtype=np.float64)
+    upper = np.asarray(upper, dtype=np.float64)
+    if not (np.any(np.isfinite(lower[free])) or np.any(np.isfinite(upper[free]))):
+        return maximize(lik, data, z, free, parallel, maxiter, H_init, exact_hessian, extrapolate)
+    if np.any(z < lower) or np.any(z > upper):
+        raise ValueError(f"the start point {lik.describe(z)} is outside the bounds")
+    held = np.zeros_like(free)
+    H = H_init
+    n_eval = 0
+    found = None
+    for _ in range(max_rounds):
+        f = free & ~held
+        found = maximize(lik, data, z, f, parallel, maxiter, H, exact_hessian,
+                         extrapolate if not held.any() else 0.0)
+        n_eval += found.n_evaluations
+        H = found.hessian
+        zn = found.z
+        out = f & ((zn < lower) | (zn > upper))
+        if out.any():
+            d = zn - z
+            with np.errstate(divide="ignore", invalid="ignore"):
+                frac = np.where(d > 0, (upper - z) / d, np.where(d < 0, (lower - z) / d, np.inf))
+            frac = np.where(out, frac, np.inf)
+            alpha = float(np.clip(np.min(frac), 0.0, 1.0))
+            hit = out & (frac <= alpha + 1e-12)
+            z = z + alpha * d
+            z[hit] = np.where(d[hit] > 0, upper[hit], lower[hit])
+            z = np.clip(z, lower, upper)
+            held |= hit
+            continue
+        z = zn
+        G = found.gradient
+        inward = held & (((z <= lower) & (G > 0)) | ((z >= upper) & (G < 0)))
+        gains = np.array([_release_gain(G, H, k) if inward[k] else 0.0 for k in range(z.shape[0])])
+        if gains.max(initial=0.0) > Q_TOL:
+            held[int(np.argmax(gains))] = False
+            continue
+        break
+    else:
+        found = found._replace(success=False, message="not converged: the active-set loop of "
+                               f"the bounds did not settle in {max_rounds} rounds")
+    msg = found.message
+    if held.any():
+        names = _param_names(lik)
+        msg += f" (at a bound: {[names[k] for k in np.flatnonzero(held)]})"
+    return found._replace(z=z, n_evaluations=n_eval, message=msg)
+
+
+def _param_names(lik):
+    names = getattr(lik, "names", None)
+    if names is None:
+        return [f"z{k}" for k in range(lik.n_par)]
+    return list(names[0]) + list(names[1])
+
+
+def at_bounds(z, free, lower, upper, gradient=None):
+    """Mask of the free parameters sitting on a bound (and, with ``gradient``, pushed
+    outwards by it or flat)."""
+    on = free & ((z <= lower) | (z >= upper))
+    if gradient is None:
+        return on
+    return on & (((z <= lower) & (gradient <= 0)) | ((z >= upper) & (gradient >= 0)))
+
+
+def maximize_controlled(lik, data, z0, free, controls, parallel=True, **kw):
+    """:func:`maximize_bounded` over ``free`` minus the fixed parameters of ``controls``
+    (None: plain :func:`maximize`), from z0 with the fixed values set and clipped."""
+    if controls is None:
+        return maximize(lik, data, z0, free, parallel, **kw)
+    z0 = controls.apply(z0)
+    return maximize_bounded(lik, data, z0, controls.restrict(free), controls.lower,
+                            controls.upper, parallel, **kw)
+
+
 # Multi-start: besides the origin, the fit starts from the first maximum moved by these
 # multiples of each POI's standard error (one POI at a time).
 MULTISTART_SPREAD = (-2.0, 2.0)
 
 
-def fit_result(found, n_pois, success=None, message=None, n_evaluations=None):
-    """The :class:`FitResult` of a :class:`Maximum` (covariance = inverse of -Hessian)."""
+def fit_result(found, n_pois, success=None, message=None, n_evaluations=None, lik=None,
+               controls=None, global_observables=None):
+    """The :class:`FitResult` of a :class:`Maximum` (covariance = inverse of -Hessian over
+    the floating parameters).  ``lik`` gives the names and the constrained nuisances,
+    ``controls`` the fixed parameters and bounds."""
     H = found.hessian
-    try:
-        cov = np.linalg.inv(-H)
-    except np.linalg.LinAlgError:
-        cov = np.full_like(H, np.nan)
     z = found.z
+    n = z.shape[0]
+    floating = np.ones(n, dtype=bool)
+    fixed, at_bound = [], []
+    names = _param_names(lik) if lik is not None else None
+    if controls is not None:
+        held = at_bounds(z, controls.free, controls.lower, controls.upper, found.gradient)
+        floating = controls.free & ~held
+        if names is not None:
+            fixed = [names[k] for k in np.flatnonzero(~controls.free)]
+            at_bound = [names[k] for k in np.flatnonzero(held)]
+    cov = np.zeros_like(H)
+    try:
+        cov[np.ix_(floating, floating)] = np.linalg.inv(-H[np.ix_(floating, floating)])
+    except np.linalg.LinAlgError:
+        cov[np.ix_(floating, floating)] = np.nan
+    constrained = None
+    if lik is not None and getattr(lik, "gaussian", None) is not None:
+        constrained = np.asarray(lik.gaussian, dtype=bool).copy()
+    aux = None
+    if global_observables is not None:
+        aux = np.asarray(global_observables, dtype=np.float64).copy()
+        if constrained is not None:
+            aux = np.where(constrained, aux, 0.0)
     return FitResult(z[:n_pois].copy(), z[n_pois:].copy(), found.q,
                      found.success if success is None else bool(success),
                      found.message if message is None else message,
                      found.n_evaluations if n_evaluations is None else int(n_evaluations),
-                     H, cov)
+                     H, cov, names, floating, fixed, at_bound, aux, constrained)
 
 
 def _poi_errors(H, n_pois):
@@ -275,48 +502,53 @@ def _poi_errors(H, n_pois):
     return np.where(np.isfinite(var) & (var > 0), np.sqrt(np.abs(var)), 1.0)
 
 
-def global_maximum(lik, data, parallel=True, starts=(), spread=MULTISTART_SPREAD):
+def global_maximum(lik, data, parallel=True, starts=(), spread=MULTISTART_SPREAD, controls=None):
     """Multi-start maximum of q over all parameters: a :class:`Maximum` with the exact
     Hessian, ``n_evaluations`` summed over all starts.
 
     Starts: z = 0; every row of ``starts`` (full z vectors); the first maximum moved by
     ``spread`` standard errors along each POI in turn.  The best converged maximum
     wins (a better one that did not converge is reported with success False).
+    ``controls`` (:class:`Controls`): fixed parameters and bounds (every start gets the
+    fixed values and is clipped into the bounds).
     """
     n_par, P = lik.n_par, lik.n_pois
     free = np.ones(n_par, dtype=bool)
-    best = maximize(lik, data, np.zeros(n_par), free, parallel)
+    best = maximize_controlled(lik, data, np.zeros(n_par), free, controls, parallel)
     n_eval = best.n_evaluations
     candidates = [np.asarray(s, dtype=np.float64) for s in starts]
     sig = _poi_errors(best.hessian, P)
     first_hessian = best.hessian
     for a in range(P):
+        if controls is not None and not controls.free[a]:
+            continue
         for s in spread:
             z0 = best.z.copy()
             z0[a] += s * sig[a]
             candidates.append(z0)
     for z0 in candidates:
         try:             # the first maximum's Hessian steers (saves an exact Hessian pass)
-            found = maximize(lik, data, z0, free, parallel, H_init=first_hessian)
+            found = maximize_controlled(lik, data, z0, free, controls, parallel,
+                                        H_init=first_hessian)
         except RateError:
             continue                      # an invalid start (rate <= 0 there): skip it
         n_eval += found.n_evaluations
         if found.q > best.q + BETTER_TOL or (found.q > best.q - BETTER_TOL and found.success
                                              and not best.success):
             best = found
-    final = maximize(lik, data, best.z, free, parallel, exact_hessian=True)
+    final = maximize_controlled(lik, data, best.z, free, controls, parallel, exact_hessian=True)
     n_eval += final.n_evaluations
     return final._replace(n_evaluations=n_eval)
 
 
-def refit_from(lik, data, z_better, q_better, previous, parallel=True):
+def refit_from(lik, data, z_better, q_better, previous, parallel=True, controls=None):
     """A better point than the reported maximum is known: maximise again from there.
 
     Returns the new :class:`Maximum`; its ``success`` is False (with a message naming
     the point) when that fit does not converge.
     """
     free = np.ones(lik.n_par, dtype=bool)
-    found = maximize(lik, data, z_better, free, parallel, exact_hessian=True)
+    found = maximize_controlled(lik, data, z_better, free, controls, parallel, exact_hessian=True)
     n_eval = found.n_evaluations + previous.n_evaluations
     if found.q < q_better - BETTER_TOL or not found.success:
         msg = (f"a better point than the reported maximum (q = {previous.q:.10g}) is known at "

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-from ._fit import BETTER_TOL, SCAN_EXTRAPOLATE, maximize
+from ._fit import BETTER_TOL, SCAN_EXTRAPOLATE, maximize_controlled
 from ._likelihood import RateError
 
 __all__ = ["ONE_SIGMA_CL", "critical_value", "BetterPoint", "scan_task", "endpoint",
@@ -57,16 +57,20 @@ def _predict_start(z, H, fixed, free, dv):
     return out
 
 
-def scan_task(lik, data, fixed, values, z_start, parallel, H_start=None):
+def scan_task(lik, data, fixed, values, z_start, parallel, H_start=None, controls=None,
+              report=None):
     """Profile at each row of ``values`` (for the parameters ``fixed``).
 
     Every point starts from the previous solution moved along the first-order path of
     the profiled parameters (implicit function theorem with the previous Hessian), and
-    reuses that Hessian.  Returns (q (m,), z (m, n_par), success (m,)).
+    reuses that Hessian.  ``controls``: fixed parameters / bounds (``_fit.Controls``);
+    ``report``: called once per point.  Returns (q (m,), z (m, n_par), success (m,)).
     """
     fixed = np.asarray(fixed, dtype=np.int64)
     free = np.ones(lik.n_par, dtype=bool)
     free[fixed] = False
+    if controls is not None:
+        free &= controls.free
     m = values.shape[0]
     qs = np.empty(m)
     zs = np.empty((m, lik.n_par))
@@ -74,6 +78,7 @@ def scan_task(lik, data, fixed, values, z_start, parallel, H_start=None):
     z = np.array(z_start, dtype=np.float64)
     H = H_start
     prev = None                  # (v, z) of the point before the last, for 1-d scans
+    pair = None                  # (z, gradient of q there) of the last evaluated point
     for k in range(m):
         dv = values[k] - z[fixed]
         start = _predict_start(z, H, fixed, free, dv) if H is not None else z.copy()
@@ -88,31 +93,59 @@ def scan_task(lik, data, fixed, values, z_start, parallel, H_start=None):
                 start = start + curv * dv[0] ** 2
         start[fixed] = values[k]
         try:
-            found = maximize(lik, data, start, free, parallel, H_init=H,
-                             extrapolate=SCAN_EXTRAPOLATE)
+            found = maximize_controlled(lik, data, start, free, controls, parallel, H_init=H,
+                                        extrapolate=SCAN_EXTRAPOLATE)
         except RateError:
             # the extrapolated start is not valid here: retry from the scan's start point
             start = np.array(z_start, dtype=np.float64)
             start[fixed] = values[k]
-            found = maximize(lik, data, start, free, parallel)
+            found = maximize_controlled(lik, data, start, free, controls, parallel)
+        if report is not None:
+            report(1)
         zk, H = found.z, found.hessian
+        # the gradient was evaluated at the start when the point was extrapolated
+        at = start if "extrapolated" in found.message else zk
+        if controls is not None:
+            at = controls.apply(at)
+        if pair is not None and H is not None:
+            H = _secant_update(H, at - pair[0], found.gradient - pair[1])
+        pair = (np.array(at, dtype=np.float64), np.array(found.gradient, dtype=np.float64))
         qs[k], zs[k], ok[k] = found.q, zk, found.success
         prev = (z[fixed[0]], z.copy()) if fixed.shape[0] == 1 and k > 0 else None
         z = zk
     return qs, zs, ok
 
 
-def _profiler(lik, data, j, z_hat, H_hat, q_max):
+def _secant_update(H, s, y):
+    """BFGS update of the Hessian H of q (concave) from a step s and the change y of the
+    gradient along it: the frozen Hessian of a scan follows the path's curvature without
+    a Hessian pass (it only steers the predictions; the maxima use exact gradients)."""
+    B = -H
+    yb = -y
+    sy = float(s @ yb)
+    Bs = B @ s
+    sBs = float(s @ Bs)
+    if not (sy > 1e-10 * np.linalg.norm(s) * np.linalg.norm(yb) and sBs > 0):
+        return H
+    B = B - np.outer(Bs, Bs) / sBs + np.outer(yb, yb) / sy
+    return -(0.5 * (B + B.T))
+
+
+def _profiler(lik, data, j, z_hat, H_hat, q_max, controls=None, report=None):
     """t(v) and dt/dv of POI j, profiling everything else, warm-started from the last call."""
     free = np.ones(lik.n_par, dtype=bool)
     free[j] = False
+    if controls is not None:
+        free &= controls.free
     state = {"z": z_hat.copy(), "H": H_hat}
 
     def prof(v):
         start = state["z"].copy()
         start[j] = v
+        if report is not None:
+            report(1, f"{lik.names[0][j]}={v:.6g}")
         try:
-            found = maximize(lik, data, start, free, H_init=state["H"])
+            found = maximize_controlled(lik, data, start, free, controls, H_init=state["H"])
         except RateError as exc:
             raise RateError(f"while profiling the interval of {lik.names[0][j]} at {v:.6g}: "
                             f"{exc}") from None
@@ -127,13 +160,27 @@ def _profiler(lik, data, j, z_hat, H_hat, q_max):
     return prof, reset
 
 
-def endpoint(lik, data, j, z_hat, H_hat, q_max, crit, sigma, side, max_iter=100):
+def endpoint(lik, data, j, z_hat, H_hat, q_max, crit, sigma, side, max_iter=100, controls=None,
+             report=None):
     """theta_j where the profiled t crosses ``crit`` on ``side`` of the MLE.
 
+    With a bound of POI j on ``side`` (``controls``): the bound when t there is below
+    ``crit``, else the crossing between the MLE and the bound.
     Raises BetterPoint when a profiled point beats q_max.
     """
-    prof, _ = _profiler(lik, data, j, z_hat, H_hat, q_max)
-    return _crossing(prof, z_hat[j], None, crit, sigma, side, lik.names[0][j], max_iter)
+    prof, _ = _profiler(lik, data, j, z_hat, H_hat, q_max, controls, report)
+    b = None
+    if controls is not None:
+        bound = controls.upper[j] if side > 0 else controls.lower[j]
+        if np.isfinite(bound):
+            if bound == z_hat[j]:
+                return float(bound)
+            t, _ = prof(bound)
+            if t <= crit:
+                return float(bound)
+            b = float(bound)
+            prof, _ = _profiler(lik, data, j, z_hat, H_hat, q_max, controls, report)
+    return _crossing(prof, z_hat[j], b, crit, sigma, side, lik.names[0][j], max_iter)
 
 
 def _crossing(prof, a, b, crit, sigma, side, name, max_iter=100, origin=None):
@@ -179,7 +226,7 @@ INTERIOR_CHECK = (0.25, 0.5, 0.75)
 
 
 def other_pieces(lik, data, j, z_hat, H_hat, q_max, crit, sigma, low, high,
-                 check=CONVEXITY_CHECK):
+                 check=CONVEXITY_CHECK, controls=None, report=None):
     """Further intervals where t < crit beyond (low, high) within the checked range.
 
     Profiles at ``INTERIOR_CHECK`` fractions of the way to each endpoint (a point with
@@ -187,15 +234,18 @@ def other_pieces(lik, data, j, z_hat, H_hat, q_max, crit, sigma, low, high,
     then outwards from each finite endpoint at ``check`` multiples of its distance from
     the MLE; where t is below ``crit`` again, both crossings around that region are
     solved.  Returns a list of (low, high) pieces (an end not closed within the checked
-    range is the last checked point).  Raises BetterPoint.
+    range is the last checked point).  Points beyond a bound of POI j (``controls``)
+    are not checked.  Raises BetterPoint.
     """
     theta_hat = z_hat[j]
+    lo_b, hi_b = ((controls.lower[j], controls.upper[j]) if controls is not None
+                  else (-np.inf, np.inf))
     pieces = []
     name = lik.names[0][j]
     for side, end in ((-1.0, low), (1.0, high)):
         if not np.isfinite(end) or end == theta_hat:
             continue
-        prof, _ = _profiler(lik, data, j, z_hat, H_hat, q_max)
+        prof, _ = _profiler(lik, data, j, z_hat, H_hat, q_max, controls, report)
         dist = abs(end - theta_hat)
         for f in INTERIOR_CHECK:           # inside: a better maximum, or a gap
             v = theta_hat + side * f * dist
@@ -206,6 +256,8 @@ def other_pieces(lik, data, j, z_hat, H_hat, q_max, crit, sigma, low, high,
         prev, inside_from = end, None
         for m in check:
             v = theta_hat + side * m * dist
+            if not lo_b <= v <= hi_b:
+                break
             t, _ = prof(v)
             if t < crit and inside_from is None:
                 # entered a region below threshold between prev and v: its near edge

@@ -388,6 +388,55 @@ def coefficients(layout, sources, process_names, fractions, class_index, X):
     return out
 
 
+def process_block(layout, sources, ip, name, X):
+    """Coefficient rows (N, C_p) of process ``ip``'s own columns (its R then merged S
+    columns, the layout of ``layout.sub(ip)``) for features X."""
+    lo, hi = int(layout.ratio_start[ip]), int(layout.syst_end[ip])
+    out = np.zeros((X.shape[0], hi - lo))
+    ratio, systs = sources[ip]
+    n_ratio = int(layout.ratio_end[ip]) - lo
+    if ratio is not None:
+        out[:, :n_ratio] = _predict(ratio, X, n_ratio, f"{name!r} ratio")
+    s0 = int(layout.syst_start[ip]) - lo
+    for s, (model, pairs) in enumerate(systs):
+        D = _predict(model, X, len(pairs), f"{name!r} systematics[{s}]")
+        for j, dst in pairs:
+            out[:, s0 + dst] += D[:, j]
+    return out
+
+
+def check_spec(processes, pois, nuisances):
+    """Validated (processes, pois, nuisances) of a channel (shared by every channel type)."""
+    processes = list(processes)
+    if not processes:
+        raise ValueError("give at least one Process")
+    for p in processes:
+        if not isinstance(p, Process):
+            raise ValueError(f"processes must be Process objects, got {type(p).__name__}")
+    names = [p.name for p in processes]
+    if len(set(names)) != len(names):
+        raise ValueError(f"process names must be unique, got {names}")
+    if isinstance(pois, str):
+        pois = [pois]
+    pois = [_check_name(n, "POI") for n in pois]
+    if not pois or len(set(pois)) != len(pois):
+        raise ValueError(f"pois must be a non-empty list of unique names, got {pois}")
+    nus = [Nuisance(n) if isinstance(n, str) else n for n in (nuisances or [])]
+    for n in nus:
+        if not isinstance(n, Nuisance):
+            raise ValueError(f"nuisances must be Nuisance objects or names, got {n!r}")
+    return processes, pois, nus
+
+
+def check_nuisance_names(pois, nus):
+    nu_names = [n.name for n in nus]
+    if len(set(nu_names)) != len(nu_names):
+        raise ValueError(f"nuisance names must be unique, got {nu_names}")
+    clash = set(nu_names) & set(pois)
+    if clash:
+        raise ValueError(f"names used both as POI and nuisance: {sorted(clash)}")
+
+
 def _predict(model, X, n_cols, what):
     out = np.asarray(model.predict(X), dtype=np.float64)
     if out.ndim == 1 and n_cols == 1:

@@ -6,6 +6,8 @@ to joblib / dask workers.  Parameters are one vector z = (theta_1..theta_P, nu_1
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from ._kernels import accumulate
@@ -65,6 +67,13 @@ class Likelihood:
         return (f"{n_bad} of {n_events} event(s) have a predicted rate <= 0 (or not finite) at "
                 f"{self.describe(z)} (first at event index {first}); the model's "
                 "dSigma(x|theta,nu)/dSigma(x|SM) must be positive for every event")
+
+    def without_constraints(self):
+        """A copy without constraint terms (a channel of a combination: the combination
+        adds each nuisance's constraint once)."""
+        out = copy.copy(self)
+        out.gaussian = np.zeros_like(self.gaussian)
+        return out
 
     # ------------------------------------------------------------------ evaluation
     def sim_yield(self, z, order=0, parallel=True, hess_sample=None):
