@@ -105,22 +105,25 @@ def _hist_onehot(Xb, rows, start, stop, w, cls, identity, n_cls, hist, n_groups)
 
 
 @njit(cache=True)
-def build_histogram(Xb, rows, start, stop, Y, cls, onehot, n_sums, hist, buffer, identity,
+def build_histogram(Xb, rows, start, stop, Y, cls, dense, n_sums, hist, buffer, identity,
                     n_threads=1):
     """Accumulate rows[start:stop] into the zeroed ``hist`` (see module docstring).
 
     ``cls`` None: dense targets ``Y`` (BIT); else the class of each row, ``Y[:, 0]`` its
-    weight (BPT, one-hot layout).  ``onehot`` is kept for the signature.
+    weight (BPT, one-hot layout).  ``dense`` None: only the one-hot kernel is compiled
+    (the grower passes None for the BPT); any other value is ignored.
 
     ``buffer`` is unused (kept for the signature).  ``identity``: rows[start:stop] is
     0..N-1.
     ``n_threads``: the features are split into that many blocks (no effect on results).
     """
     g = max(1, min(Xb.shape[0], n_threads))
-    # ``cls is None`` is decided when compiling: a BIT fit (cls None) never compiles the
-    # one-hot kernel, a BPT fit never the dense one
+    # decided when compiling (numba prunes ``x is None`` on an argument typed None): a BIT
+    # fit (cls None) never compiles the one-hot kernel, a BPT fit (dense None) never the
+    # dense one
     if cls is None:
-        _hist_dense(Xb, rows, start, stop, Y, identity, hist, g)
+        if dense is not None:
+            _hist_dense(Xb, rows, start, stop, Y, identity, hist, g)
     else:
         _hist_onehot(Xb, rows, start, stop, Y, cls, identity, n_sums, hist, g)
 
@@ -144,21 +147,31 @@ def subtract_histogram(parent, child):
 
 
 @njit(cache=True)
-def node_stats(rows, start, stop, Y, cls, onehot, K, C):
-    """Sums and counts of rows[start:stop] as one vector (K sums, then C counts).
-
-    ``cls`` None: dense targets (BIT); else one-hot per class (BPT).
-    """
-    stats = np.zeros(K + C)
+def node_stats_into(stats, rows, start, stop, Y, cls, dense, K, C):
+    """Write the sums and counts of rows[start:stop] to ``stats`` (K sums, then C
+    counts); markers as :func:`build_histogram`."""
+    for k in range(K + C):
+        stats[k] = 0.0
     if cls is None:
-        for ii in range(start, stop):
-            i = rows[ii]
-            stats[K] += 1.0
-            for k in range(K):
-                stats[k] += Y[i, k]
+        if dense is not None:
+            for ii in range(start, stop):
+                i = rows[ii]
+                stats[K] += 1.0
+                for k in range(K):
+                    stats[k] += Y[i, k]
     else:
         for ii in range(start, stop):
             i = rows[ii]
             stats[cls[i]] += Y[i, 0]
             stats[K + cls[i]] += 1.0
+
+
+@njit(cache=True)
+def node_stats(rows, start, stop, Y, cls, dense, K, C):
+    """Sums and counts of rows[start:stop] as one vector (K sums, then C counts).
+
+    ``cls`` None: dense targets (BIT); else one-hot per class (BPT).
+    """
+    stats = np.empty(K + C)
+    node_stats_into(stats, rows, start, stop, Y, cls, dense, K, C)
     return stats

@@ -47,20 +47,36 @@ def node_score(kind, stats, K, P, min_samples, min_weight, scratch, lam, ridge_a
     ``Delta = (V^T V + mu I)^-1 V^T ell``, ``mu = lam / h``, computed through the
     eigen-decomposition ``V^T V = Q diag(e) Q^T`` given as ``ridge_a = Q^T V^T``,
     ``ridge_e = e``, ``ridge_b = V Q``.
+
+    ``kind`` is a run-time value here (both scores are compiled); the grower calls
+    :func:`score_bit` / :func:`score_bpt` directly, chosen when it is compiled.
     """
     if kind == KIND_BIT:
-        if stats[K] < min_samples:
-            return _NEG_INF
-        s0 = stats[0]
-        if not (s0 > 0.0) or s0 < min_weight:
-            return _NEG_INF
-        acc = 0.0
-        for a in range(1, K):
-            acc += stats[a] * stats[a]
-        if lam > 0.0:
-            return acc / (s0 + lam)
-        return acc / s0
-    # BPT: K = C = number of classes (nominal first)
+        return score_bit(stats, K, min_samples, min_weight, lam)
+    return score_bpt(stats, K, P, min_samples, min_weight, scratch, lam, ridge_a, ridge_e,
+                     ridge_b)
+
+
+@njit(cache=True)
+def score_bit(stats, K, min_samples, min_weight, lam):
+    """BIT node score ``|S'|^2 / (S0 + lam)`` (see :func:`node_score`)."""
+    if stats[K] < min_samples:
+        return _NEG_INF
+    s0 = stats[0]
+    if not (s0 > 0.0) or s0 < min_weight:
+        return _NEG_INF
+    acc = 0.0
+    for a in range(1, K):
+        acc += stats[a] * stats[a]
+    if lam > 0.0:
+        return acc / (s0 + lam)
+    return acc / s0
+
+
+@njit(cache=True)
+def score_bpt(stats, K, P, min_samples, min_weight, scratch, lam, ridge_a, ridge_e, ridge_b):
+    """BPT node score: minus the node cross entropy (see :func:`node_score`);
+    K = C = number of classes (nominal first)."""
     for c in range(K):
         if stats[K + c] < min_samples or not (stats[c] > 0.0) or stats[c] < min_weight:
             return _NEG_INF
@@ -76,18 +92,18 @@ def node_score(kind, stats, K, P, min_samples, min_weight, scratch, lam, ridge_a
             h += lam0 * stats[k + 1] / (lam0 + stats[k + 1])
         mu = lam * n / h
         T = ridge_e.shape[0]
-        z = scratch[n:n + T]
         pen = 0.0
         for j in range(T):
             acc = 0.0
             for m in range(n):
                 acc += ridge_a[j, m] * scratch[m]
-            z[j] = acc / (ridge_e[j] + mu)
-            pen += z[j] * z[j]
+            zj = acc / (ridge_e[j] + mu)
+            scratch[n + j] = zj
+            pen += zj * zj
         for k in range(n):
             g = 0.0
             for j in range(T):
-                g += ridge_b[k, j] * z[j]
+                g += ridge_b[k, j] * scratch[n + j]
             loss += lam0 * _softplus(g) + stats[k + 1] * _softplus(-g)
         return -(loss + 0.5 * lam * pen)
     for k in range(n):
