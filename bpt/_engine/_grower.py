@@ -38,9 +38,10 @@ PARALLEL_PARTITION = 1 << 18
 _CHUNK = 1 << 14
 NO_DEPTH_LIMIT = 1 << 30
 MAX_POOL = 32
+_INTERNAL = dict(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
-@njit(cache=True)
+@njit(**_INTERNAL)
 def _evict(open_, n_open, slot, c_gain, free, n_free):
     """Free the histogram of the open node with the smallest gain; new n_free."""
     jw = -1
@@ -62,7 +63,7 @@ def _goes_left(code, bin_, mleft, mcode):
     return code <= bin_
 
 
-@njit(cache=True)
+@njit(**_INTERNAL)
 def _partition_serial(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
     nl = 0
     nr = 0
@@ -79,7 +80,26 @@ def _partition_serial(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
     return nl
 
 
-@njit(parallel=True, cache=True)
+@njit(**_INTERNAL)
+def _partition_chunk(rows, a, b, o, x_binned, bin_, mleft, mcode, buf):
+    """Stable partition of rows[a:b] into buf[o:o + b - a] (left rows first); returns
+    the number of left rows."""
+    k = 0
+    r = 0
+    for ii in range(a, b):
+        i = rows[ii]
+        if _goes_left(x_binned[i], bin_, mleft, mcode):
+            buf[o + k] = i
+            k += 1
+        else:
+            rows[a + r] = i           # a + r <= ii: never overwrites an unread row
+            r += 1
+    for j in range(r):
+        buf[o + k + j] = rows[a + j]
+    return k
+
+
+@njit(parallel=True, **_INTERNAL)
 def _partition_parallel(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
     """One parallel loop (each costs about a second of compilation): every chunk of
     ``_CHUNK`` rows is partitioned stably into its own range of ``buf`` (left rows first);
@@ -89,21 +109,8 @@ def _partition_parallel(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
     n_left = np.empty(n_chunks, dtype=np.int64)
     for c in prange(n_chunks):
         a = start + c * _CHUNK
-        b = min(a + _CHUNK, stop)
-        o = a - start
-        k = 0
-        r = 0
-        for ii in range(a, b):
-            i = rows[ii]
-            if _goes_left(x_binned[i], bin_, mleft, mcode):
-                buf[o + k] = i
-                k += 1
-            else:
-                rows[a + r] = i           # a + r <= ii: never overwrites an unread row
-                r += 1
-        for j in range(r):
-            buf[o + k + j] = rows[a + j]
-        n_left[c] = k
+        n_left[c] = _partition_chunk(rows, a, min(a + _CHUNK, stop), a - start, x_binned,
+                                     bin_, mleft, mcode, buf)
     p = start
     for c in range(n_chunks):
         o = c * _CHUNK
@@ -157,7 +164,7 @@ def _splitmix(state):
     return state, z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True)
+@njit(**_INTERNAL)
 def _draw_into(n_features, n_draw, seed, node, perm, chosen, out):
     """Write the sorted ``n_draw`` drawn features to ``out[:n_draw]`` (``n_draw`` <
     ``n_features``; ``perm``, ``chosen``: work arrays of length ``n_features``)."""
@@ -228,8 +235,8 @@ def _capacity(n, max_depth, max_leaves, min_samples):
 @njit(cache=True)
 def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, max_depth,
               max_leaves, min_samples, min_weight, n_draw, seed, order_buf, part_buf,
-              n_threads, pool, free, inode, bnode, fnode, snode, all_feats, draw_work,
-              split_ws):
+              n_threads, best_first, pool, free, inode, bnode, fnode, snode, all_feats,
+              draw_work, split_ws):
     """Grow one tree on rows (permuted in place so that each node is a range).
 
     ``cls`` None (BIT, dense targets ``Y``) or ``dense`` None (BPT, classes ``cls``,
@@ -239,15 +246,17 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
     (_N_INODE, cap) int64, ``bnode`` (3, cap) bool (missing_left, candidate
     missing_left, candidate has missing), ``fnode`` (2, cap) float (gain, candidate
     gain), ``snode`` (2, cap, K + C) float (stats, candidate left stats), ``all_feats``
-    = arange(F), ``draw_work`` (perm, chosen, drawn), ``split_ws`` (see
-    :func:`split_workspace`).  ``max_leaves`` <= 0 means depth-first growth without a
-    leaf limit.  Returns the number of nodes; the node arrays are the first columns of
+    = arange(F), ``draw_work`` (perm, chosen, drawn; None when every feature is a
+    candidate at every node), ``split_ws`` (see :func:`split_workspace`).
+    ``max_leaves`` <= 0 means depth-first growth without a leaf limit; then
+    ``best_first`` must be None (else True).  The None arguments remove the code of
+    the options not used from the compiled grower (numba prunes ``x is None`` on
+    arguments typed None), so that a default fit does not compile them.  Returns the number of nodes; the node arrays are the first columns of
     ``inode`` / ``bnode`` / ``fnode`` / ``snode[0]``.
     """
     n = rows.shape[0]
     F = Xb.shape[0]
     M = K + C
-    best_first = max_leaves > 0
     cap = inode.shape[1]
     n_slots = pool.shape[0]
     for s in range(n_slots):
@@ -272,7 +281,6 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
     c_gain = fnode[1]
     stats = snode[0]
     c_left = snode[1]
-    perm, chosen, drawn = draw_work
 
     node_stats_into(stats[0], rows, 0, n, Y, cls, dense, K, C)
     stop[0] = n
@@ -299,11 +307,12 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
             if s < 0:
                 continue
             if depth[nid] < max_depth and stop[nid] - start[nid] >= 2 * min_samples:
-                if n_draw >= F:
-                    feats = all_feats
-                else:
-                    _draw_into(F, n_draw, seed, nid, perm, chosen, drawn)
-                    feats = drawn[:n_draw]
+                feats = all_feats
+                if draw_work is not None:
+                    if n_draw < F:
+                        perm, chosen, drawn = draw_work
+                        _draw_into(F, n_draw, seed, nid, perm, chosen, drawn)
+                        feats = drawn[:n_draw]
                 f, b, ml, has, g, ls = best_split_hist(pool[s], feats, n_bins, mcode,
                                                        stats[nid], K, dense, cls, lp,
                                                        min_samples, min_weight, split_ws)
@@ -329,10 +338,13 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
                 if c_feat[nid] >= 0:
                     open_[n_open] = nid
                     n_open += 1
-        if n_open == 0 or (best_first and n_leaves >= max_leaves):
+        if n_open == 0:
             break
+        if best_first is not None:
+            if n_leaves >= max_leaves:
+                break
         # ---- pick the node to split
-        if best_first:
+        if best_first is not None:
             jbest = 0
             for j in range(1, n_open):
                 a = open_[j]
@@ -376,12 +388,14 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
             stats[rid, k] = stats[nid, k] - c_left[nid, k]
         s = slot[nid]
         slot[nid] = -1
-        more = d < max_depth and (not best_first or n_leaves < max_leaves) and (
-            nl >= 2 * min_samples or a1 - mid >= 2 * min_samples)
+        more = d < max_depth and (nl >= 2 * min_samples or a1 - mid >= 2 * min_samples)
+        if best_first is not None:
+            more = more and n_leaves < max_leaves
         if more:
             small, large = (lid, rid) if nl <= a1 - mid else (rid, lid)
-            if n_free == 0:
-                n_free = _evict(open_, n_open, slot, c_gain, free, n_free)
+            if best_first is not None:
+                if n_free == 0:
+                    n_free = _evict(open_, n_open, slot, c_gain, free, n_free)
             n_free -= 1
             s2 = free[n_free]
             pool[s2] = 0.0
@@ -390,15 +404,16 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
             slot[small] = s2
             if s >= 0:
                 subtract_histogram(pool[s], pool[s2])
-            else:
-                # the parent's histogram was evicted (best first, pool full): build both
-                if n_free == 0:
-                    n_free = _evict(open_, n_open, slot, c_gain, free, n_free)
-                n_free -= 1
-                s = free[n_free]
-                pool[s] = 0.0
-                build_histogram(Xb, rows, start[large], stop[large], Y, cls, dense, K,
-                                pool[s], order_buf, not_root, n_threads)
+            if best_first is not None:
+                if s < 0:
+                    # the parent's histogram was evicted (best first, pool full): build both
+                    if n_free == 0:
+                        n_free = _evict(open_, n_open, slot, c_gain, free, n_free)
+                    n_free -= 1
+                    s = free[n_free]
+                    pool[s] = 0.0
+                    build_histogram(Xb, rows, start[large], stop[large], Y, cls, dense, K,
+                                    pool[s], order_buf, not_root, n_threads)
             slot[large] = s
         elif s >= 0:
             free[n_free] = s
@@ -555,7 +570,7 @@ class TreeGrower:
                 np.empty((2, cap, M)),
                 np.arange(F, dtype=np.int64),
                 (np.empty(F, dtype=np.int64), np.empty(F, dtype=np.bool_),
-                 np.empty(F, dtype=np.int64)),
+                 np.empty(F, dtype=np.int64)) if self.n_draw < F else None,
                 split_workspace(F, loss.n_sums, M)))
             self._ws = ws
         arrays = ws[1]
@@ -578,7 +593,8 @@ class TreeGrower:
             d.Xb, d.Y, d.cls if bpt else None, None if bpt else True, d.n_bins,
             d.missing_code, rows, not sub, loss.n_sums, loss.n_counts, self.lp,
             self.max_depth, self.max_leaf_nodes, self.min_samples_leaf, self.min_weight_leaf,
-            self.n_draw, np.uint64(seed), order, self._part, numba.get_num_threads(), *work)
+            self.n_draw, np.uint64(seed), order, self._part, numba.get_num_threads(),
+            True if self.max_leaf_nodes > 0 else None, *work)
         inode, bnode, fnode, snode = work[2:6]
         feature = inode[_I_FEATURE, :m].copy()
         binv = inode[_I_BIN, :m].copy()

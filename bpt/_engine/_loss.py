@@ -25,6 +25,7 @@ KIND_BIT = 0
 KIND_BPT = 1
 
 _NEG_INF = -np.inf
+_INTERNAL = dict(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
 @njit(cache=True, inline="always")
@@ -57,7 +58,7 @@ def node_score(kind, stats, K, P, min_samples, min_weight, scratch, lam, ridge_a
                      ridge_b)
 
 
-@njit(cache=True)
+@njit(**_INTERNAL)
 def score_bit(stats, K, min_samples, min_weight, lam):
     """BIT node score ``|S'|^2 / (S0 + lam)`` (see :func:`node_score`)."""
     if stats[K] < min_samples:
@@ -73,7 +74,7 @@ def score_bit(stats, K, min_samples, min_weight, lam):
     return acc / s0
 
 
-@njit(cache=True)
+@njit(**_INTERNAL)
 def score_bpt(stats, K, P, min_samples, min_weight, scratch, lam, ridge_a, ridge_e, ridge_b):
     """BPT node score: minus the node cross entropy (see :func:`node_score`);
     K = C = number of classes (nominal first)."""

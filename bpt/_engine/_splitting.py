@@ -32,6 +32,7 @@ from ._loss import KIND_BIT, score_bit, score_bpt
 GAIN_RTOL = 1e-12
 
 _NEG_INF = -np.inf
+_INTERNAL = dict(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
 # The loss is chosen when numba compiles a function, not at run time, so that a BIT fit
@@ -41,7 +42,7 @@ _NEG_INF = -np.inf
 # ``if bpt is None: if bit is not None:`` and the BPT code under the ``else``.
 
 
-@njit(cache=True)
+@njit(**_INTERNAL)
 def score(bit, bpt, stats, K, lp, min_samples, min_weight, scratch):
     """Node score of the loss selected by the markers (see above)."""
     if bpt is None:
@@ -52,7 +53,7 @@ def score(bit, bpt, stats, K, lp, min_samples, min_weight, scratch):
                      lp[4])
 
 
-@njit(cache=True)
+@njit(**_INTERNAL)
 def _candidate_gain(ls, rs, tot, K, bit, bpt, lp, min_samples, min_weight, parent, scratch):
     """Gain of the split with left stats ``ls`` (right = tot - ls, written to ``rs``);
     -inf if a child is not allowed."""
@@ -67,7 +68,7 @@ def _candidate_gain(ls, rs, tot, K, bit, bpt, lp, min_samples, min_weight, paren
     return sl + sr - parent
 
 
-@njit(cache=True)
+@njit(**_INTERNAL)
 def _scan_feature(h, nb, mcode, tot, K, bit, bpt, lp, min_samples, min_weight, parent, j,
                   best_gain, best_bin, best_mleft, best_left, work):
     """Scan the bins of one feature; ``work`` (>= 3 M + 2 K + 2 floats) is scratch."""
@@ -108,7 +109,7 @@ def _scan_feature(h, nb, mcode, tot, K, bit, bpt, lp, min_samples, min_weight, p
     return has_missing
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, **_INTERNAL)
 def _scan_parallel(hist, feats, n_bins, mcode, tot, K, bit, bpt, lp, min_samples, min_weight,
                    parent, best_gain, best_bin, best_mleft, best_left, best_has_missing, work):
     for j in prange(feats.shape[0]):
@@ -146,7 +147,7 @@ def find_split_hist(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, m
                            min_weight, ws)
 
 
-@njit(cache=True)
+@njit(**_INTERNAL)
 def best_split_hist(hist, feats, n_bins, mcode, tot, K, bit, bpt, lp, min_samples,
                     min_weight, ws):
     """:func:`find_split_hist` for the loss selected by the markers ``bit`` / ``bpt``
@@ -184,7 +185,7 @@ def best_split_hist(hist, feats, n_bins, mcode, tot, K, bit, bpt, lp, min_sample
             best_gain[jbest], best_left[jbest])
 
 
-@njit(cache=True)
+@njit(**_INTERNAL)
 def _pick(best_gain, nf, parent):
     """Index of the first largest gain (of the first ``nf``) if it is positive beyond
     round-off, else -1."""
