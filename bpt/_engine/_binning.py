@@ -41,22 +41,29 @@ def _map_to_bins(X, edges, n_edges, missing_code, out):
     for job in prange(n_features * n_chunks):
         f = job // n_chunks
         c = job - f * n_chunks
-        ne = n_edges[f]
-        e = edges[f]
-        for i in range(c * _MAP_CHUNK, min((c + 1) * _MAP_CHUNK, n)):
-            x = np.float64(X[i, f])
-            if np.isnan(x):
-                out[f, i] = missing_code
-                continue
-            lo = 0
-            hi = ne
-            while lo < hi:  # first edge >= x
-                mid = (lo + hi) >> 1
-                if e[mid] < x:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            out[f, i] = lo
+        i1 = (c + 1) * _MAP_CHUNK
+        _map_block(X, f, c * _MAP_CHUNK, i1 if i1 < n else n, edges[f], n_edges[f],
+                   missing_code, out[f])
+
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _map_block(X, f, i0, i1, e, ne, missing_code, out):
+    """Bin codes of rows i0..i1-1 of feature f (the body of :func:`_map_to_bins`: a
+    parallel loop with a small body compiles faster)."""
+    for i in range(i0, i1):
+        x = np.float64(X[i, f])
+        if np.isnan(x):
+            out[i] = missing_code
+            continue
+        lo = 0
+        hi = ne
+        while lo < hi:  # first edge >= x
+            mid = (lo + hi) >> 1
+            if e[mid] < x:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = lo
 
 
 class BinMapper:

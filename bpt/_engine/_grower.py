@@ -30,7 +30,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._binning import midpoint
-from ._histogram import build_histogram, node_stats, node_stats_into, subtract_histogram
+from ._histogram import (_hist_dense, _hist_onehot, node_stats, node_stats_into,
+                         subtract_histogram)
 from ._splitting import best_split_hist, find_split_exact, split_workspace
 
 # rows above which the partition runs in parallel (fixed chunks: same result)
@@ -109,8 +110,9 @@ def _partition_parallel(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
     n_left = np.empty(n_chunks, dtype=np.int64)
     for c in prange(n_chunks):
         a = start + c * _CHUNK
-        n_left[c] = _partition_chunk(rows, a, min(a + _CHUNK, stop), a - start, x_binned,
-                                     bin_, mleft, mcode, buf)
+        b = a + _CHUNK if a + _CHUNK < stop else stop   # no min(): one compile less
+        n_left[c] = _partition_chunk(rows, a, b, a - start, x_binned, bin_, mleft, mcode,
+                                     buf)
     p = start
     for c in range(n_chunks):
         o = c * _CHUNK
@@ -120,7 +122,7 @@ def _partition_parallel(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
     tl = p - start
     for c in range(n_chunks):
         o = c * _CHUNK
-        for j in range(o + n_left[c], min(o + _CHUNK, n)):
+        for j in range(o + n_left[c], o + _CHUNK if o + _CHUNK < n else n):
             rows[p] = buf[j]
             p += 1
     return tl
@@ -206,6 +208,16 @@ def draw_features(n_features, n_draw, seed, node):
 
 
 # ------------------------------------------------------------------- the grower
+@njit(cache=True, inline="always")
+def _histogram(Xb, rows, start, stop, Y, cls, dense, K, hist, identity, n_groups):
+    """:func:`build_histogram` inside the grower (one call level less to compile)."""
+    if cls is None:
+        if dense is not None:
+            _hist_dense(Xb, rows, start, stop, Y, identity, hist, n_groups)
+    else:
+        _hist_onehot(Xb, rows, start, stop, Y, cls, identity, K, hist, n_groups)
+
+
 # rows of the int64 node table ``inode`` (one column per node) of grow_tree
 _I_START, _I_STOP, _I_DEPTH, _I_FEATURE, _I_BIN, _I_LEFT, _I_RIGHT, _I_SLOT = range(8)
 _I_CFEAT, _I_CBIN, _I_OPEN = 8, 9, 10
@@ -288,6 +300,10 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
     n_leaves = 1
     n_open = 0
     not_root = identity_root and n < 0        # False, typed bool (not a literal)
+    # features per histogram task (see build_histogram)
+    n_groups = n_threads if n_threads < F else F
+    if n_groups < 1:
+        n_groups = 1
 
     if max_depth > 0 and n >= 2 * min_samples:
         n_free -= 1
@@ -296,8 +312,8 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
         pool[s] = 0.0
         # the argument types of every build_histogram call are the same (no literal 0 or
         # False), so that numba compiles it (and its parallel kernel) once
-        build_histogram(Xb, rows, start[0], stop[0], Y, cls, dense, K, pool[s], order_buf,
-                        identity_root, n_threads)
+        _histogram(Xb, rows, start[0], stop[0], Y, cls, dense, K, pool[s], identity_root,
+                   n_groups)
 
     for it in range(cap + 1):
         # ---- find the splits of the nodes created last (root, or two children)
@@ -362,8 +378,10 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
         b = c_bin[nid]
         a0 = start[nid]
         a1 = stop[nid]
-        nl = partition_binned(rows, a0, a1, Xb[f], b, c_mleft[nid], mcode, part_buf,
-                              n_threads)
+        if a1 - a0 >= PARALLEL_PARTITION and n_threads > 1:
+            nl = _partition_parallel(rows, a0, a1, Xb[f], b, c_mleft[nid], mcode, part_buf)
+        else:
+            nl = _partition_serial(rows, a0, a1, Xb[f], b, c_mleft[nid], mcode, part_buf)
         mid = a0 + nl
         lid = n_nodes
         rid = n_nodes + 1
@@ -399,8 +417,8 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
             n_free -= 1
             s2 = free[n_free]
             pool[s2] = 0.0
-            build_histogram(Xb, rows, start[small], stop[small], Y, cls, dense, K, pool[s2],
-                            order_buf, not_root, n_threads)
+            _histogram(Xb, rows, start[small], stop[small], Y, cls, dense, K, pool[s2],
+                       not_root, n_groups)
             slot[small] = s2
             if s >= 0:
                 subtract_histogram(pool[s], pool[s2])
@@ -412,8 +430,8 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
                     n_free -= 1
                     s = free[n_free]
                     pool[s] = 0.0
-                    build_histogram(Xb, rows, start[large], stop[large], Y, cls, dense, K,
-                                    pool[s], order_buf, not_root, n_threads)
+                    _histogram(Xb, rows, start[large], stop[large], Y, cls, dense, K,
+                               pool[s], not_root, n_groups)
             slot[large] = s
         elif s >= 0:
             free[n_free] = s

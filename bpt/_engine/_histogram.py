@@ -130,7 +130,9 @@ def build_histogram(Xb, rows, start, stop, Y, cls, dense, n_sums, hist, buffer, 
     0..N-1.
     ``n_threads``: the features are split into that many blocks (no effect on results).
     """
-    g = max(1, min(Xb.shape[0], n_threads))
+    g = n_threads if n_threads < Xb.shape[0] else Xb.shape[0]
+    if g < 1:
+        g = 1
     # decided when compiling (numba prunes ``x is None`` on an argument typed None): a BIT
     # fit (cls None) never compiles the one-hot kernel, a BPT fit (dense None) never the
     # dense one

@@ -134,17 +134,20 @@ def add_leaf_log_ratio(g_nom, g_own, nom_index, cls, rows, leaf_of, upd, eta):
     Nominal event i: g_nom[nom_index[i], :] (all base points); event of base point
     k >= 1: g_own[i] (its own base point only).
     """
-    n = upd.shape[1]
     for ii in prange(rows.shape[0]):
-        i = rows[ii]
-        k = cls[i]
-        u = upd[leaf_of[ii]]
-        if k == 0:
-            j = nom_index[i]
-            for m in range(n):
-                g_nom[j, m] += eta * u[m]
-        else:
-            g_own[i] += eta * u[k - 1]
+        _add_leaf_row(g_nom, g_own, nom_index, cls, rows, leaf_of, upd, eta, np.int64(ii))
+
+
+@njit(**_INTERNAL)
+def _add_leaf_row(g_nom, g_own, nom_index, cls, rows, leaf_of, upd, eta, ii):
+    i = rows[ii]
+    k = cls[i]
+    if k == 0:
+        j = nom_index[i]
+        for m in range(upd.shape[1]):
+            g_nom[j, m] += eta * upd[leaf_of[ii], m]
+    else:
+        g_own[i] += eta * upd[leaf_of[ii], k - 1]
 
 
 class BITLoss:
@@ -295,6 +298,30 @@ def _nominal_index(cls):
 _LOSS_CHUNK = 1 << 14
 
 
+@njit(**_INTERNAL)
+def _model_loss_chunk(w, cls, g_nom, g_own, nom_index, w_current, i0, i1):
+    """Rows i0..i1-1 of :func:`bpt_model_loss`, summed in row order."""
+    n = g_nom.shape[1]
+    write = w_current.shape[0] > 0
+    acc = 0.0
+    for i in range(i0, i1):
+        k = cls[i]
+        if k == 0:
+            j = nom_index[i]
+            s = 0.0
+            for m in range(n):
+                s += _softplus(g_nom[j, m])
+            acc += w[i] * s
+            if write:
+                w_current[i] = w[i]
+        else:
+            g = g_own[i]
+            acc += w[i] * _softplus(-g)
+            if write:
+                w_current[i] = w[i] * math.exp(-g)
+    return acc
+
+
 @njit(parallel=True, cache=True)
 def bpt_model_loss(w, cls, g_nom, g_own, nom_index, w_current):
     """Cross entropy of the model on weighted events; refreshes w_current if given.
@@ -304,29 +331,13 @@ def bpt_model_loss(w, cls, g_nom, g_own, nom_index, w_current):
     weights; nominal weights are unchanged).  Deterministic: the same sum on any number
     of threads.
     """
-    n = g_nom.shape[1]
-    write = w_current.shape[0] > 0
     N = w.shape[0]
     n_chunks = (N + _LOSS_CHUNK - 1) // _LOSS_CHUNK
-    partial = np.zeros(n_chunks)
+    partial = np.empty(n_chunks)      # not np.zeros: a parallel loop of its own
     for c in prange(n_chunks):
-        acc = 0.0
-        for i in range(c * _LOSS_CHUNK, min(N, (c + 1) * _LOSS_CHUNK)):
-            k = cls[i]
-            if k == 0:
-                j = nom_index[i]
-                s = 0.0
-                for m in range(n):
-                    s += _softplus(g_nom[j, m])
-                acc += w[i] * s
-                if write:
-                    w_current[i] = w[i]
-            else:
-                g = g_own[i]
-                acc += w[i] * _softplus(-g)
-                if write:
-                    w_current[i] = w[i] * math.exp(-g)
-        partial[c] = acc
+        i1 = (c + 1) * _LOSS_CHUNK
+        partial[c] = _model_loss_chunk(w, cls, g_nom, g_own, nom_index, w_current,
+                                       c * _LOSS_CHUNK, i1 if i1 < N else N)
     loss = 0.0
     for c in range(n_chunks):
         loss += partial[c]

@@ -112,7 +112,8 @@ def _scan_feature(h, nb, mcode, tot, K, bit, bpt, lp, min_samples, min_weight, p
 @njit(parallel=True, **_INTERNAL)
 def _scan_parallel(hist, feats, n_bins, mcode, tot, K, bit, bpt, lp, min_samples, min_weight,
                    parent, best_gain, best_bin, best_mleft, best_left, best_has_missing, work):
-    for j in prange(feats.shape[0]):
+    for jj in prange(feats.shape[0]):
+        j = np.int64(jj)      # the prange index is unsigned in the kernel: one compile only
         f = feats[j]
         best_has_missing[j] = _scan_feature(
             hist[f], n_bins[f], mcode, tot, K, bit, bpt, lp, min_samples, min_weight, parent,
@@ -195,7 +196,7 @@ def _pick(best_gain, nf, parent):
         if best_gain[j] > g:
             g = best_gain[j]
             jbest = j
-    tol = GAIN_RTOL * max(abs(parent), 1e-300)
+    tol = GAIN_RTOL * (abs(parent) if abs(parent) > 1e-300 else 1e-300)
     if jbest < 0 or not (g > tol):
         return -1
     return jbest
