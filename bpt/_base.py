@@ -240,7 +240,8 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
         min_weight = max(getattr(self, "min_weight_leaf", 0.0) * weight_scale, WEIGHT_FLOOR)
         # L2 penalty relative to the total training weight (docs/concepts.md,
         # "Regularisation"): invariant to an overall weight scale
-        loss.lam = float(self.l2_regularization) * float(np.abs(data.Y[:, 0]).sum())
+        loss.lam = float(self.l2_regularization) * float(
+            np.abs(data.Y[:, 0]).sum(dtype=np.float64))
         n_features = data.X.shape[1]
         grower = TreeGrower(data, loss, self.max_depth, self.min_samples_leaf, min_weight,
                             self.split, max_leaf_nodes=self.max_leaf_nodes,

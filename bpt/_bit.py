@@ -86,6 +86,13 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     max_leaf_nodes : int >= 2, optional
         Grow best first (largest gain first) up to this many leaves; ``max_depth``
         may then be None (no depth limit).  Needs ``split="hist"``.
+    target_dtype : {"float64", "float32"}, default="float64"
+        Storage of the working targets (the transformed coefficients, N x (1 + n_terms),
+        the largest array of a fit with many terms).  "float32" halves it; the
+        histograms, node sums and leaf values are still accumulated in float64, but each
+        event's coefficients and its residual after every tree are rounded to float32
+        (relative precision 6e-8), so the trees may differ slightly from a float64 fit.
+        The precision effect is measured in docs/performance.md ("Memory").
 
     Attributes
     ----------
@@ -116,7 +123,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
                  split="hist", max_bins=255, n_jobs=None, random_state=None, verbose=0,
                  validation_fraction=0.1, n_iter_no_change=10, early_stopping="auto",
                  tol=1e-7, l2_regularization=0.0, subsample=1.0, max_features=1.0,
-                 max_leaf_nodes=None):
+                 max_leaf_nodes=None, target_dtype="float64"):
         self.n_parameters = n_parameters
         self.order = order
         self.terms = terms
@@ -139,6 +146,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         self.subsample = subsample
         self.max_features = max_features
         self.max_leaf_nodes = max_leaf_nodes
+        self.target_dtype = target_dtype
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -215,6 +223,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         """
         with self._fitting():
             self._start_fit()
+            target_dtype = _check_target_dtype(self.target_dtype)
             callbacks = self._check_callbacks(callbacks)
             terms = self._resolve_terms()
             self.terms_ = terms
@@ -246,7 +255,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
             # scale the weights by a power of two near 1 / total (exact in floating point):
             # |S|^2 stays representable for any overall weight scale; ratios do not change
             scale = weight_scale(total_tr)
-            Y = _transform_targets(y_tr, U, scale=scale)
+            Y = _transform_targets(y_tr, U, scale=scale, dtype=target_dtype)
             X_tr = X if va is None else np.ascontiguousarray(X[tr])
             loss = BITLoss(U)
             if va is not None:
@@ -285,9 +294,20 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         return -bit_model_loss(y, R, self.metric_)
 
 
-def _transform_targets(y, U, scale=1.0, chunk=1 << 16):
-    """Working targets scale * (c0, U c_1..) in float64, without a full-size temporary."""
-    Y = np.empty(y.shape)
+_TARGET_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+def _check_target_dtype(value):
+    if not isinstance(value, str) or value not in _TARGET_DTYPES:
+        raise ValueError("target_dtype must be 'float64' or 'float32' (a string), got "
+                         f"{value!r}")
+    return _TARGET_DTYPES[value]
+
+
+def _transform_targets(y, U, scale=1.0, chunk=1 << 16, dtype=np.float64):
+    """Working targets scale * (c0, U c_1..), computed in float64 chunk by chunk and
+    stored as ``dtype``, without a full-size temporary."""
+    Y = np.empty(y.shape, dtype=dtype)
     for s in range(0, y.shape[0], chunk):
         e = min(s + chunk, y.shape[0])
         Y[s:e, 0] = y[s:e, 0] * scale

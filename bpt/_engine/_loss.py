@@ -186,7 +186,7 @@ class BITLoss:
 
     # boosting state: the working targets data.Y are the residuals c' - c0 F'
     def start(self, data):
-        self.weight_ = float(data.Y[:, 0].sum())
+        self.weight_ = float(data.Y[:, 0].sum(dtype=np.float64))
         self.loss_ = 0.0
 
     def update(self, data, tree, eta):
