@@ -246,8 +246,10 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
                 val_data = (X_ev, y_ev)
 
             tr, va = self._plan_validation(X.shape[0], eval_set is not None)
-            y_tr = y if va is None else y[tr]
-            total_tr = y_tr[:, 0].sum()
+            rows = None if va is None else tr
+            # no copy of the training part of X or y: the binning and the target
+            # transform read their rows (memory, docs/performance.md)
+            total_tr = y[:, 0].sum() if va is None else y[tr, 0].sum()
             if not total_tr > 0:
                 raise ValueError("the sum of SM weights (y[:, 0]) of the training part is not "
                                  f"positive ({total_tr:.6g}) after holding out "
@@ -255,8 +257,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
             # scale the weights by a power of two near 1 / total (exact in floating point):
             # |S|^2 stays representable for any overall weight scale; ratios do not change
             scale = weight_scale(total_tr)
-            Y = _transform_targets(y_tr, U, scale=scale, dtype=target_dtype)
-            X_tr = X if va is None else np.ascontiguousarray(X[tr])
+            Y = _transform_targets(y, U, scale=scale, dtype=target_dtype, rows=rows)
             loss = BITLoss(U)
             if va is not None:
                 val_data = (np.ascontiguousarray(X[va]), y[va])
@@ -269,8 +270,10 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
             if val_data is not None:
                 X_va, y_va = val_data
                 validation = (X_va, lambda F: loss.model_loss(y_va, F))
-            self._boost(X_tr, Y, np.zeros(Y.shape[0], dtype=np.int64), loss, validation,
-                        weight_scale=scale, callbacks=callbacks)
+            # one class (all zeros, no memory): only subsample draws read it
+            cls = np.broadcast_to(np.int64(0), (Y.shape[0],))
+            self._boost(X, Y, cls, loss, validation, weight_scale=scale, callbacks=callbacks,
+                        rows=rows)
         return self
 
     # ------------------------------------------------------------------ predict
@@ -304,14 +307,17 @@ def _check_target_dtype(value):
     return _TARGET_DTYPES[value]
 
 
-def _transform_targets(y, U, scale=1.0, chunk=1 << 16, dtype=np.float64):
-    """Working targets scale * (c0, U c_1..), computed in float64 chunk by chunk and
-    stored as ``dtype``, without a full-size temporary."""
-    Y = np.empty(y.shape, dtype=dtype)
-    for s in range(0, y.shape[0], chunk):
-        e = min(s + chunk, y.shape[0])
-        Y[s:e, 0] = y[s:e, 0] * scale
-        Y[s:e, 1:] = (y[s:e, 1:] * scale) @ U.T          # c' = U c
+def _transform_targets(y, U, scale=1.0, chunk=1 << 16, dtype=np.float64, rows=None):
+    """Working targets scale * (c0, U c_1..) of the rows ``rows`` of y (None: all),
+    computed in float64 chunk by chunk and stored as ``dtype``, without a full-size
+    temporary."""
+    n = y.shape[0] if rows is None else rows.shape[0]
+    Y = np.empty((n, y.shape[1]), dtype=dtype)
+    for s in range(0, n, chunk):
+        e = min(s + chunk, n)
+        ys = y[s:e] if rows is None else y[rows[s:e]]
+        Y[s:e, 0] = ys[:, 0] * scale
+        Y[s:e, 1:] = (ys[:, 1:] * scale) @ U.T          # c' = U c
     return Y
 
 

@@ -35,25 +35,28 @@ _MAP_CHUNK = 1 << 15
 
 
 @njit(parallel=True, cache=True)
-def _map_to_bins(X, edges, n_edges, missing_code, out):
-    n, n_features = X.shape
+def _map_to_bins(X, rows, edges, n_edges, missing_code, out):
+    """out[f, j] = bin code of X[rows[j], f] (rows: the training rows, so that a
+    validation split needs no copy of X)."""
+    n = rows.shape[0]
+    n_features = X.shape[1]
     n_chunks = (n + _MAP_CHUNK - 1) // _MAP_CHUNK
     for job in prange(n_features * n_chunks):
         f = job // n_chunks
         c = job - f * n_chunks
         i1 = (c + 1) * _MAP_CHUNK
-        _map_block(X, f, c * _MAP_CHUNK, i1 if i1 < n else n, edges[f], n_edges[f],
+        _map_block(X, rows, f, c * _MAP_CHUNK, i1 if i1 < n else n, edges[f], n_edges[f],
                    missing_code, out[f])
 
 
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _map_block(X, f, i0, i1, e, ne, missing_code, out):
-    """Bin codes of rows i0..i1-1 of feature f (the body of :func:`_map_to_bins`: a
+def _map_block(X, rows, f, j0, j1, e, ne, missing_code, out):
+    """Bin codes of rows[j0:j1] of feature f (the body of :func:`_map_to_bins`: a
     parallel loop with a small body compiles faster)."""
-    for i in range(i0, i1):
-        x = np.float64(X[i, f])
+    for j in range(j0, j1):
+        x = np.float64(X[rows[j], f])
         if np.isnan(x):
-            out[i] = missing_code
+            out[j] = missing_code
             continue
         lo = 0
         hi = ne
@@ -63,7 +66,7 @@ def _map_block(X, f, i0, i1, e, ne, missing_code, out):
                 lo = mid + 1
             else:
                 hi = mid
-        out[i] = lo
+        out[j] = lo
 
 
 class BinMapper:
@@ -81,16 +84,18 @@ class BinMapper:
         self.subsample = subsample
         self.random_state = random_state
 
-    def fit(self, X):
+    def fit(self, X, rows=None):
+        """Edges from the rows ``rows`` of X (None: all rows)."""
         if not 2 <= self.max_bins <= 255:
             raise ValueError(f"max_bins must be in [2, 255], got {self.max_bins}")
-        n, n_features = X.shape
+        n = X.shape[0] if rows is None else rows.shape[0]
+        n_features = X.shape[1]
         if self.subsample is not None and n > self.subsample:
             rng = check_random_state(self.random_state)
             idx = np.sort(rng.choice(n, self.subsample, replace=False))
-            Xs = np.asarray(X[idx], dtype=np.float64)
+            Xs = np.asarray(X[idx if rows is None else rows[idx]], dtype=np.float64)
         else:
-            Xs = np.asarray(X, dtype=np.float64)
+            Xs = np.asarray(X if rows is None else X[rows], dtype=np.float64)
         edges = np.full((n_features, self.max_bins - 1), np.inf)
         n_bins = np.ones(n_features, dtype=np.int64)
         for f in range(n_features):
@@ -114,13 +119,17 @@ class BinMapper:
         # an edge equal to the largest value would leave the last bin empty
         return e[e < distinct[-1]]
 
-    def transform(self, X):
-        """Bin codes, feature-major: uint8 array (n_features, n_samples)."""
-        out = np.empty((X.shape[1], X.shape[0]), dtype=np.uint8)
+    def transform(self, X, rows=None):
+        """Bin codes of the rows ``rows`` of X (None: all rows), feature-major: uint8
+        array (n_features, n_rows)."""
         if X.dtype not in (np.float32, np.float64):
             X = np.asarray(X, dtype=np.float64)
-        _map_to_bins(X, self.edges_, self.n_bins_ - 1, self.missing_code_, out)
+        if rows is None:
+            rows = np.arange(X.shape[0], dtype=np.int64)
+        out = np.empty((X.shape[1], rows.shape[0]), dtype=np.uint8)
+        _map_to_bins(X, np.ascontiguousarray(rows, dtype=np.int64), self.edges_,
+                     self.n_bins_ - 1, self.missing_code_, out)
         return out
 
-    def fit_transform(self, X):
-        return self.fit(X).transform(X)
+    def fit_transform(self, X, rows=None):
+        return self.fit(X, rows).transform(X, rows)

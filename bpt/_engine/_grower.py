@@ -444,10 +444,10 @@ def leaf_positions(left, start, stop, n):
     node id of every leaf."""
     leaf_node = np.flatnonzero(left < 0).astype(np.int64)
     order = np.argsort(start[leaf_node], kind="stable")
-    leaf_of = np.empty(n, dtype=np.int64)
     lengths = (stop - start)[leaf_node][order]
     # leaves cover 0..n-1 in disjoint ranges; in order of their start they tile it
-    leaf_of[:] = np.repeat(order, lengths)
+    leaf_of = np.repeat(order.astype(np.int64), lengths)
+    assert leaf_of.shape[0] == n
     return leaf_of, leaf_node
 
 
@@ -481,7 +481,7 @@ def route_raw(X, feature, threshold, left, right, leaf_index, out):
 class TrainingData:
     """What the grower needs about the training events."""
 
-    X: np.ndarray            # (N, F) float, used by exact splits
+    X: np.ndarray            # (N, F) float, used by exact splits (hist: only its F)
     Xb: np.ndarray | None    # (F, N) uint8 bin codes, used by histogram splits
     edges: np.ndarray | None  # (F, max_bins - 1) bin edges
     n_bins: np.ndarray | None
