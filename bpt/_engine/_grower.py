@@ -441,13 +441,11 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
 
 def leaf_positions(left, start, stop, n):
     """Leaf index (0.. in node order) of every position of the partitioned rows, and the
-    node id of every leaf."""
+    node id of every leaf (each leaf's rows are one range: one slice fill per leaf)."""
     leaf_node = np.flatnonzero(left < 0).astype(np.int64)
-    order = np.argsort(start[leaf_node], kind="stable")
-    lengths = (stop - start)[leaf_node][order]
-    # leaves cover 0..n-1 in disjoint ranges; in order of their start they tile it
-    leaf_of = np.repeat(order.astype(np.int64), lengths)
-    assert leaf_of.shape[0] == n
+    leaf_of = np.empty(n, dtype=np.int64)
+    for k, j in enumerate(leaf_node.tolist()):
+        leaf_of[start[j]:stop[j]] = k
     return leaf_of, leaf_node
 
 

@@ -134,20 +134,19 @@ def add_leaf_log_ratio(g_nom, g_own, nom_index, cls, rows, leaf_of, upd, eta):
     Nominal event i: g_nom[nom_index[i], :] (all base points); event of base point
     k >= 1: g_own[i] (its own base point only).
     """
+    # the body stays in the loop: a function call per row is not inlined by LLVM here
+    # and costs more run time than it saves compile time
+    n = upd.shape[1]
     for ii in prange(rows.shape[0]):
-        _add_leaf_row(g_nom, g_own, nom_index, cls, rows, leaf_of, upd, eta, np.int64(ii))
-
-
-@njit(**_INTERNAL)
-def _add_leaf_row(g_nom, g_own, nom_index, cls, rows, leaf_of, upd, eta, ii):
-    i = rows[ii]
-    k = cls[i]
-    if k == 0:
-        j = nom_index[i]
-        for m in range(upd.shape[1]):
-            g_nom[j, m] += eta * upd[leaf_of[ii], m]
-    else:
-        g_own[i] += eta * upd[leaf_of[ii], k - 1]
+        i = rows[ii]
+        k = cls[i]
+        u = upd[leaf_of[ii]]
+        if k == 0:
+            j = nom_index[i]
+            for m in range(n):
+                g_nom[j, m] += eta * u[m]
+        else:
+            g_own[i] += eta * u[k - 1]
 
 
 class BITLoss:

@@ -36,22 +36,13 @@ def _leaf(X, i, j, feature, threshold, left, right, mleft):
 
 @njit(parallel=True, cache=True)
 def _predict(X, feature, threshold, left, right, mleft, value, tree_start, t0, t1, out):
-    for i in prange(X.shape[0]):
-        # int64 index: the prange index is unsigned inside the parallel kernel, which
-        # would compile the row function a second time
-        _predict_row(X, np.int64(i), feature, threshold, left, right, mleft, value, tree_start, t0, t1,
-                     out)
-
-
-@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _predict_row(X, i, feature, threshold, left, right, mleft, value, tree_start, t0, t1,
-                 out):
-    """Row i of :func:`_predict` (a parallel loop with a small body compiles faster)."""
+    # the body stays in the loop (a function call per row would cost run time)
     n_out = value.shape[1]
-    for t in range(t0, t1):
-        j = _leaf(X, i, tree_start[t], feature, threshold, left, right, mleft)
-        for a in range(n_out):
-            out[i, a] += value[j, a]
+    for i in prange(X.shape[0]):
+        for t in range(t0, t1):
+            j = _leaf(X, i, tree_start[t], feature, threshold, left, right, mleft)
+            for a in range(n_out):
+                out[i, a] += value[j, a]
 
 
 @njit(parallel=True, cache=True)
