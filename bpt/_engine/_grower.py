@@ -39,6 +39,8 @@ PARALLEL_PARTITION = 1 << 18
 _CHUNK = 1 << 14
 NO_DEPTH_LIMIT = 1 << 30
 MAX_POOL = 32
+# kernels called only from compiled code: compiled without their CPython and C wrappers
+# (less to compile); calling one from Python crashes the interpreter
 _INTERNAL = dict(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 

@@ -50,6 +50,8 @@ def _add_row_2d(h, b, Y, r, K):
     h[b, K] += 1.0
 
 
+# kernels called only from compiled code: compiled without their CPython and C wrappers
+# (less to compile); calling one from Python crashes the interpreter
 _INTERNAL = dict(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 

@@ -25,6 +25,8 @@ KIND_BIT = 0
 KIND_BPT = 1
 
 _NEG_INF = -np.inf
+# kernels called only from compiled code: compiled without their CPython and C wrappers
+# (less to compile); calling one from Python crashes the interpreter
 _INTERNAL = dict(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 

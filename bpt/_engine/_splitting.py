@@ -32,6 +32,8 @@ from ._loss import KIND_BIT, score_bit, score_bpt
 GAIN_RTOL = 1e-12
 
 _NEG_INF = -np.inf
+# kernels called only from compiled code: compiled without their CPython and C wrappers
+# (less to compile); calling one from Python crashes the interpreter
 _INTERNAL = dict(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
