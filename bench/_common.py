@@ -48,13 +48,14 @@ print(json.dumps({{"t": time.perf_counter() - t}}))
     return compile_s, cached_s
 
 
-def peak_memory(make_data_code, fit_code):
+def peak_memory(make_data_code, fit_code, warmup_rows=2000):
     """Peak RSS growth (bytes) of a fit in a fresh process, after the data are in memory.
 
     The data are built and written to .npy files first; a fresh process loads them,
     runs a tiny warm-up fit (numba kernels loaded), then samples its resident set size
     every millisecond during the real fit.  Returns (peak - baseline, data bytes).
-    ``fit_code`` uses the placeholder FIT_SIZE for the number of rows.
+    ``fit_code`` uses the placeholder FIT_SIZE for the number of rows (``warmup_rows``
+    in the warm-up fit, None in the measured one).
     """
     with tempfile.TemporaryDirectory() as tmp:
         code_save = f"""
@@ -73,7 +74,7 @@ import psutil
 import bpt
 data = {{os.path.basename(p)[:-4]: np.load(p) for p in glob.glob({tmp!r} + "/*.npy")}}
 globals().update(data)
-{fit_code.replace('FIT_SIZE', '2000')}
+{fit_code.replace('FIT_SIZE', str(int(warmup_rows)))}
 proc = psutil.Process()
 base = proc.memory_info().rss
 peak = [base]

@@ -204,12 +204,16 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
                               allow_nan=True)
 
     # ---------------------------------------------------------------- engine
-    def _training_data(self, X, Y, cls):
+    def _training_data(self, X, Y, cls, rows=None):
+        """``rows``: the training rows of X (None: all); binned without a copy of X."""
         if self.split == "hist":
             mapper = BinMapper(self.max_bins, random_state=self._rng_seed)
-            Xb = mapper.fit_transform(X)
+            Xb = mapper.fit_transform(X, rows)
+            # X itself is not used by histogram splits (only its number of columns)
             return TrainingData(X, Xb, mapper.edges_, mapper.n_bins_, Y, cls,
                                 mapper.missing_code_)
+        if rows is not None:
+            X = np.ascontiguousarray(X[rows])
         if np.isnan(X).any():
             raise ValueError("X contains NaN (missing values): split='exact' does not "
                              "handle them; use split='hist'")
@@ -218,11 +222,13 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
     def _learning_rate(self, b):
         return float(self.learning_rate)
 
-    def _boost(self, X, Y, cls, loss, validation=None, weight_scale=1.0, callbacks=None):
-        """Bin X and run the boosting loop on n_jobs threads (see ``_boost_loop``)."""
+    def _boost(self, X, Y, cls, loss, validation=None, weight_scale=1.0, callbacks=None,
+               rows=None):
+        """Bin X (its rows ``rows``, the training rows; None: all) and run the boosting
+        loop on n_jobs threads (see ``_boost_loop``)."""
         with numba_threads(self.n_jobs), _verbose_logging(self.verbose):
-            self._boost_loop(self._training_data(X, Y, cls), loss, validation, weight_scale,
-                             callbacks)
+            self._boost_loop(self._training_data(X, Y, cls, rows), loss, validation,
+                             weight_scale, callbacks)
 
     def _boost_loop(self, data, loss, validation, weight_scale, callbacks=None):
         """The boosting loop.
@@ -240,7 +246,8 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
         min_weight = max(getattr(self, "min_weight_leaf", 0.0) * weight_scale, WEIGHT_FLOOR)
         # L2 penalty relative to the total training weight (docs/concepts.md,
         # "Regularisation"): invariant to an overall weight scale
-        loss.lam = float(self.l2_regularization) * float(np.abs(data.Y[:, 0]).sum())
+        loss.lam = float(self.l2_regularization) * float(
+            np.abs(data.Y[:, 0]).sum(dtype=np.float64))
         n_features = data.X.shape[1]
         grower = TreeGrower(data, loss, self.max_depth, self.min_samples_leaf, min_weight,
                             self.split, max_leaf_nodes=self.max_leaf_nodes,

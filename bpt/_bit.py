@@ -86,6 +86,13 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
     max_leaf_nodes : int >= 2, optional
         Grow best first (largest gain first) up to this many leaves; ``max_depth``
         may then be None (no depth limit).  Needs ``split="hist"``.
+    target_dtype : {"float64", "float32"}, default="float64"
+        Storage of the working targets (the transformed coefficients, N x (1 + n_terms),
+        the largest array of a fit with many terms).  "float32" halves it; the
+        histograms, node sums and leaf values are still accumulated in float64, but each
+        event's coefficients and its residual after every tree are rounded to float32
+        (relative precision 6e-8), so the trees may differ slightly from a float64 fit.
+        The precision effect is measured in docs/performance.md ("Memory").
 
     Attributes
     ----------
@@ -116,7 +123,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
                  split="hist", max_bins=255, n_jobs=None, random_state=None, verbose=0,
                  validation_fraction=0.1, n_iter_no_change=10, early_stopping="auto",
                  tol=1e-7, l2_regularization=0.0, subsample=1.0, max_features=1.0,
-                 max_leaf_nodes=None):
+                 max_leaf_nodes=None, target_dtype="float64"):
         self.n_parameters = n_parameters
         self.order = order
         self.terms = terms
@@ -139,6 +146,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         self.subsample = subsample
         self.max_features = max_features
         self.max_leaf_nodes = max_leaf_nodes
+        self.target_dtype = target_dtype
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -215,6 +223,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         """
         with self._fitting():
             self._start_fit()
+            target_dtype = _check_target_dtype(self.target_dtype)
             callbacks = self._check_callbacks(callbacks)
             terms = self._resolve_terms()
             self.terms_ = terms
@@ -237,8 +246,10 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
                 val_data = (X_ev, y_ev)
 
             tr, va = self._plan_validation(X.shape[0], eval_set is not None)
-            y_tr = y if va is None else y[tr]
-            total_tr = y_tr[:, 0].sum()
+            rows = None if va is None else tr
+            # no copy of the training part of X or y: the binning and the target
+            # transform read their rows (memory, docs/performance.md)
+            total_tr = y[:, 0].sum() if va is None else y[tr, 0].sum()
             if not total_tr > 0:
                 raise ValueError("the sum of SM weights (y[:, 0]) of the training part is not "
                                  f"positive ({total_tr:.6g}) after holding out "
@@ -246,8 +257,7 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
             # scale the weights by a power of two near 1 / total (exact in floating point):
             # |S|^2 stays representable for any overall weight scale; ratios do not change
             scale = weight_scale(total_tr)
-            Y = _transform_targets(y_tr, U, scale=scale)
-            X_tr = X if va is None else np.ascontiguousarray(X[tr])
+            Y = _transform_targets(y, U, scale=scale, dtype=target_dtype, rows=rows)
             loss = BITLoss(U)
             if va is not None:
                 val_data = (np.ascontiguousarray(X[va]), y[va])
@@ -260,8 +270,10 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
             if val_data is not None:
                 X_va, y_va = val_data
                 validation = (X_va, lambda F: loss.model_loss(y_va, F))
-            self._boost(X_tr, Y, np.zeros(Y.shape[0], dtype=np.int64), loss, validation,
-                        weight_scale=scale, callbacks=callbacks)
+            # one class (all zeros, no memory): only subsample draws read it
+            cls = np.broadcast_to(np.int64(0), (Y.shape[0],))
+            self._boost(X, Y, cls, loss, validation, weight_scale=scale, callbacks=callbacks,
+                        rows=rows)
         return self
 
     # ------------------------------------------------------------------ predict
@@ -285,13 +297,27 @@ class BoostedInformationTree(RegressorMixin, BaseBoostedTrees):
         return -bit_model_loss(y, R, self.metric_)
 
 
-def _transform_targets(y, U, scale=1.0, chunk=1 << 16):
-    """Working targets scale * (c0, U c_1..) in float64, without a full-size temporary."""
-    Y = np.empty(y.shape)
-    for s in range(0, y.shape[0], chunk):
-        e = min(s + chunk, y.shape[0])
-        Y[s:e, 0] = y[s:e, 0] * scale
-        Y[s:e, 1:] = (y[s:e, 1:] * scale) @ U.T          # c' = U c
+_TARGET_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+def _check_target_dtype(value):
+    if not isinstance(value, str) or value not in _TARGET_DTYPES:
+        raise ValueError("target_dtype must be 'float64' or 'float32' (a string), got "
+                         f"{value!r}")
+    return _TARGET_DTYPES[value]
+
+
+def _transform_targets(y, U, scale=1.0, chunk=1 << 16, dtype=np.float64, rows=None):
+    """Working targets scale * (c0, U c_1..) of the rows ``rows`` of y (None: all),
+    computed in float64 chunk by chunk and stored as ``dtype``, without a full-size
+    temporary."""
+    n = y.shape[0] if rows is None else rows.shape[0]
+    Y = np.empty((n, y.shape[1]), dtype=dtype)
+    for s in range(0, n, chunk):
+        e = min(s + chunk, n)
+        ys = y[s:e] if rows is None else y[rows[s:e]]
+        Y[s:e, 0] = ys[:, 0] * scale
+        Y[s:e, 1:] = (ys[:, 1:] * scale) @ U.T          # c' = U c
     return Y
 
 

@@ -302,7 +302,6 @@ class BoostedParametricTree(BaseBoostedTrees):
                                     f"validation_fraction={self.validation_fraction})",
                                     check_counts=False)
                 val_data = (np.ascontiguousarray(X[va]), w[va], cls[va])
-            X_tr = X if va is None else np.ascontiguousarray(X[tr])
             # scale the weights by a power of two near 1 / total (exact in floating point),
             # so that any overall weight scale is representable; ratios do not change
             w_tr = w if va is None else w[tr]
@@ -313,8 +312,10 @@ class BoostedParametricTree(BaseBoostedTrees):
             if val_data is not None:
                 X_va, w_va, c_va = val_data
                 validation = (X_va, lambda D: loss.model_loss(w_va, c_va, D))
-            self._boost(X_tr, Y, np.ascontiguousarray(cls[tr]), loss, validation,
-                        weight_scale=scale, callbacks=callbacks)
+            # X is binned on its training rows without a copy
+            self._boost(X, Y, cls if va is None else np.ascontiguousarray(cls[tr]), loss,
+                        validation, weight_scale=scale, callbacks=callbacks,
+                        rows=None if va is None else tr)
         return self
 
     # ------------------------------------------------------------------ predict

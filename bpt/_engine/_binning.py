@@ -35,28 +35,38 @@ _MAP_CHUNK = 1 << 15
 
 
 @njit(parallel=True, cache=True)
-def _map_to_bins(X, edges, n_edges, missing_code, out):
-    n, n_features = X.shape
+def _map_to_bins(X, rows, edges, n_edges, missing_code, out):
+    """out[f, j] = bin code of X[rows[j], f] (rows: the training rows, so that a
+    validation split needs no copy of X)."""
+    n = rows.shape[0]
+    n_features = X.shape[1]
     n_chunks = (n + _MAP_CHUNK - 1) // _MAP_CHUNK
     for job in prange(n_features * n_chunks):
         f = job // n_chunks
         c = job - f * n_chunks
-        ne = n_edges[f]
-        e = edges[f]
-        for i in range(c * _MAP_CHUNK, min((c + 1) * _MAP_CHUNK, n)):
-            x = np.float64(X[i, f])
-            if np.isnan(x):
-                out[f, i] = missing_code
-                continue
-            lo = 0
-            hi = ne
-            while lo < hi:  # first edge >= x
-                mid = (lo + hi) >> 1
-                if e[mid] < x:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            out[f, i] = lo
+        i1 = (c + 1) * _MAP_CHUNK
+        _map_block(X, rows, f, c * _MAP_CHUNK, i1 if i1 < n else n, edges[f], n_edges[f],
+                   missing_code, out[f])
+
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _map_block(X, rows, f, j0, j1, e, ne, missing_code, out):
+    """Bin codes of rows[j0:j1] of feature f (the body of :func:`_map_to_bins`: a
+    parallel loop with a small body compiles faster)."""
+    for j in range(j0, j1):
+        x = np.float64(X[rows[j], f])
+        if np.isnan(x):
+            out[j] = missing_code
+            continue
+        lo = 0
+        hi = ne
+        while lo < hi:  # first edge >= x
+            mid = (lo + hi) >> 1
+            if e[mid] < x:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[j] = lo
 
 
 class BinMapper:
@@ -74,14 +84,16 @@ class BinMapper:
         self.subsample = subsample
         self.random_state = random_state
 
-    def fit(self, X):
-        if not 2 <= self.max_bins <= 255:
-            raise ValueError(f"max_bins must be in [2, 255], got {self.max_bins}")
-        idx = self.sample_indices(X.shape[0])
-        return self.fit_sample(X if idx is None else X[idx])
+    def fit(self, X, rows=None):
+        """Edges from the rows ``rows`` of X (None: all rows)."""
+        n = X.shape[0] if rows is None else rows.shape[0]
+        idx = self.sample_indices(n)
+        if idx is None:
+            return self.fit_sample(X if rows is None else X[rows])
+        return self.fit_sample(X[idx if rows is None else rows[idx]])
 
     def sample_indices(self, n):
-        """The sorted rows (of ``n``) whose values give the edges, drawn from
+        """The sorted positions (of ``n`` rows) whose values give the edges, drawn from
         ``random_state``; None when all rows are used.  ``fit(X)`` is
         ``fit_sample(X[sample_indices(len(X))])`` (used by ``bpt.dask``, whose workers
         send only these rows)."""
@@ -119,13 +131,17 @@ class BinMapper:
         # an edge equal to the largest value would leave the last bin empty
         return e[e < distinct[-1]]
 
-    def transform(self, X):
-        """Bin codes, feature-major: uint8 array (n_features, n_samples)."""
-        out = np.empty((X.shape[1], X.shape[0]), dtype=np.uint8)
+    def transform(self, X, rows=None):
+        """Bin codes of the rows ``rows`` of X (None: all rows), feature-major: uint8
+        array (n_features, n_rows)."""
         if X.dtype not in (np.float32, np.float64):
             X = np.asarray(X, dtype=np.float64)
-        _map_to_bins(X, self.edges_, self.n_bins_ - 1, self.missing_code_, out)
+        if rows is None:
+            rows = np.arange(X.shape[0], dtype=np.int64)
+        out = np.empty((X.shape[1], rows.shape[0]), dtype=np.uint8)
+        _map_to_bins(X, np.ascontiguousarray(rows, dtype=np.int64), self.edges_,
+                     self.n_bins_ - 1, self.missing_code_, out)
         return out
 
-    def fit_transform(self, X):
-        return self.fit(X).transform(X)
+    def fit_transform(self, X, rows=None):
+        return self.fit(X, rows).transform(X, rows)

@@ -30,17 +30,21 @@ import numpy as np
 from numba import njit, prange
 
 from ._binning import midpoint
-from ._histogram import build_histogram, node_stats, subtract_histogram
-from ._splitting import best_split_hist, find_split_exact
+from ._histogram import (_hist_dense, _hist_onehot, node_stats, node_stats_into,
+                         subtract_histogram)
+from ._splitting import best_split_hist, find_split_exact, split_workspace
 
 # rows above which the partition runs in parallel (fixed chunks: same result)
 PARALLEL_PARTITION = 1 << 18
 _CHUNK = 1 << 14
 NO_DEPTH_LIMIT = 1 << 30
 MAX_POOL = 32
+# kernels called only from compiled code: compiled without their CPython and C wrappers
+# (less to compile); calling one from Python crashes the interpreter
+_INTERNAL = dict(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
-@njit(cache=True)
+@njit(**_INTERNAL)
 def _evict(open_, n_open, slot, c_gain, free, n_free):
     """Free the histogram of the open node with the smallest gain; new n_free."""
     jw = -1
@@ -62,7 +66,7 @@ def _goes_left(code, bin_, mleft, mcode):
     return code <= bin_
 
 
-@njit(cache=True)
+@njit(**_INTERNAL)
 def _partition_serial(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
     nl = 0
     nr = 0
@@ -79,44 +83,50 @@ def _partition_serial(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
     return nl
 
 
-@njit(parallel=True, cache=True)
+@njit(**_INTERNAL)
+def _partition_chunk(rows, a, b, o, x_binned, bin_, mleft, mcode, buf):
+    """Stable partition of rows[a:b] into buf[o:o + b - a] (left rows first); returns
+    the number of left rows."""
+    k = 0
+    r = 0
+    for ii in range(a, b):
+        i = rows[ii]
+        if _goes_left(x_binned[i], bin_, mleft, mcode):
+            buf[o + k] = i
+            k += 1
+        else:
+            rows[a + r] = i           # a + r <= ii: never overwrites an unread row
+            r += 1
+    for j in range(r):
+        buf[o + k + j] = rows[a + j]
+    return k
+
+
+@njit(parallel=True, **_INTERNAL)
 def _partition_parallel(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
+    """One parallel loop (each costs about a second of compilation): every chunk of
+    ``_CHUNK`` rows is partitioned stably into its own range of ``buf`` (left rows first);
+    a serial pass then gathers the left rows, then the right rows, in chunk order."""
     n = stop - start
     n_chunks = (n + _CHUNK - 1) // _CHUNK
-    n_left = np.zeros(n_chunks, dtype=np.int64)
+    n_left = np.empty(n_chunks, dtype=np.int64)
     for c in prange(n_chunks):
         a = start + c * _CHUNK
-        b = min(a + _CHUNK, stop)
-        k = 0
-        for ii in range(a, b):
-            if _goes_left(x_binned[rows[ii]], bin_, mleft, mcode):
-                k += 1
-        n_left[c] = k
-    off_left = np.zeros(n_chunks, dtype=np.int64)
-    off_right = np.zeros(n_chunks, dtype=np.int64)
-    tl = 0
-    tr = 0
+        b = a + _CHUNK if a + _CHUNK < stop else stop   # no min(): one compile less
+        n_left[c] = _partition_chunk(rows, a, b, a - start, x_binned, bin_, mleft, mcode,
+                                     buf)
+    p = start
     for c in range(n_chunks):
-        off_left[c] = tl
-        off_right[c] = tr
-        tl += n_left[c]
-        tr += min(_CHUNK, n - c * _CHUNK) - n_left[c]
-    for c in prange(n_chunks):
-        a = start + c * _CHUNK
-        b = min(a + _CHUNK, stop)
-        pl = off_left[c]
-        pr = tl + off_right[c]
-        for ii in range(a, b):
-            i = rows[ii]
-            if _goes_left(x_binned[i], bin_, mleft, mcode):
-                buf[pl] = i
-                pl += 1
-            else:
-                buf[pr] = i
-                pr += 1
-    # copy back serially: a third parallel loop would cost about a second of compilation
-    # for a memory-bound copy
-    rows[start:stop] = buf[:n]
+        o = c * _CHUNK
+        for j in range(o, o + n_left[c]):
+            rows[p] = buf[j]
+            p += 1
+    tl = p - start
+    for c in range(n_chunks):
+        o = c * _CHUNK
+        for j in range(o + n_left[c], o + _CHUNK if o + _CHUNK < n else n):
+            rows[p] = buf[j]
+            p += 1
     return tl
 
 
@@ -158,49 +168,70 @@ def _splitmix(state):
     return state, z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True)
-def draw_features(n_features, n_draw, seed, node):
-    """Sorted ``n_draw`` distinct features out of ``n_features`` for node ``node`` of
-    the tree seeded with ``seed`` (partial Fisher-Yates on a splitmix64 stream)."""
-    feats = np.arange(n_features)
-    if n_draw >= n_features:
-        return feats
+@njit(**_INTERNAL)
+def _draw_into(n_features, n_draw, seed, node, perm, chosen, out):
+    """Write the sorted ``n_draw`` drawn features to ``out[:n_draw]`` (``n_draw`` <
+    ``n_features``; ``perm``, ``chosen``: work arrays of length ``n_features``)."""
+    for f in range(n_features):
+        perm[f] = f
+        chosen[f] = False
     state = np.uint64(seed) ^ (np.uint64(node + 1) * np.uint64(0xD1B54A32D192ED03))
     for j in range(n_draw):
         state, r = _splitmix(state)
         k = j + np.int64(r % np.uint64(n_features - j))
-        t = feats[j]
-        feats[j] = feats[k]
-        feats[k] = t
+        t = perm[j]
+        perm[j] = perm[k]
+        perm[k] = t
     # the drawn features in increasing order (no sort: it would compile numba's quicksort)
-    chosen = np.zeros(n_features, dtype=np.bool_)
     for j in range(n_draw):
-        chosen[feats[j]] = True
-    out = np.empty(n_draw, dtype=np.int64)
+        chosen[perm[j]] = True
     k = 0
     for f in range(n_features):
         if chosen[f]:
             out[k] = f
             k += 1
-    return out
+
+
+@njit(cache=True)
+def _draw_features(n_features, n_draw, seed, node, perm, chosen, out):
+    _draw_into(n_features, n_draw, seed, node, perm, chosen, out)
+
+
+def draw_features(n_features, n_draw, seed, node):
+    """Sorted ``n_draw`` distinct features out of ``n_features`` for node ``node`` of
+    the tree seeded with ``seed`` (partial Fisher-Yates on a splitmix64 stream)."""
+    if n_draw >= n_features:
+        return np.arange(n_features, dtype=np.int64)
+    perm = np.empty(n_features, dtype=np.int64)
+    out = np.empty(n_features, dtype=np.int64)
+    _draw_features(n_features, n_draw, np.uint64(seed), node, perm,
+                   np.empty(n_features, dtype=np.bool_), out)
+    return out[:n_draw]
 
 
 # ------------------------------------------------------------------- the grower
-@njit(cache=True)
-def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind, lp,
-              max_depth, max_leaves, min_samples, min_weight, n_draw, seed, order_buf,
-              part_buf, n_threads):
-    """Grow one tree on rows (permuted in place so that each node is a range).
+@njit(cache=True, inline="always")
+def _histogram(Xb, rows, start, stop, Y, cls, dense, K, hist, identity, n_groups):
+    """:func:`build_histogram` inside the grower (one call level less to compile)."""
+    if cls is None:
+        if dense is not None:
+            _hist_dense(Xb, rows, start, stop, Y, identity, hist, n_groups)
+    else:
+        _hist_onehot(Xb, rows, start, stop, Y, cls, identity, K, hist, n_groups)
 
-    Returns node arrays (feature, bin, missing_left, left, right, gain, start, stop,
-    stats); ``max_leaves`` <= 0 means depth-first growth without a leaf limit.
-    """
-    n = rows.shape[0]
-    F = Xb.shape[0]
-    M = K + C
-    B = mcode + 1
+
+# rows of the int64 node table ``inode`` (one column per node) of grow_tree
+_I_START, _I_STOP, _I_DEPTH, _I_FEATURE, _I_BIN, _I_LEFT, _I_RIGHT, _I_SLOT = range(8)
+_I_CFEAT, _I_CBIN, _I_OPEN = 8, 9, 10
+_N_INODE = 11
+# their values before a tree is grown (the open-node stack needs none)
+_INODE_INIT = np.array([0, 0, 0, -1, 0, -1, -1, -1, -1, 0, 0], dtype=np.int64)
+
+
+def _capacity(n, max_depth, max_leaves, min_samples):
+    """Most nodes a tree can have, and the number of histogram buffers it needs."""
     best_first = max_leaves > 0
-    # capacity: every leaf holds >= min_samples rows; a tree of depth d has < 2^(d+1) nodes
+    # every leaf holds >= min_samples rows; a tree of depth d has < 2^(d+1) nodes
     cap = 2 * (n // max(min_samples, 1)) + 1
     if max_depth < 40:
         cap = min(cap, (1 << (max_depth + 1)) - 1)
@@ -212,38 +243,69 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
     # split is already known; its children are then both accumulated)
     n_slots = min(max_leaves + 1, MAX_POOL) if best_first else (min(max_depth, 62) + 2)
     n_slots = max(min(n_slots, cap + 1), 1)
-    pool = np.empty((n_slots, F, B, M))
-    free = np.empty(n_slots, dtype=np.int64)
+    return cap, n_slots
+
+
+@njit(cache=True)
+def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, max_depth,
+              max_leaves, min_samples, min_weight, n_draw, seed, order_buf, part_buf,
+              n_threads, best_first, pool, free, inode, bnode, fnode, snode, all_feats,
+              draw_work, split_ws):
+    """Grow one tree on rows (permuted in place so that each node is a range).
+
+    ``cls`` None (BIT, dense targets ``Y``) or ``dense`` None (BPT, classes ``cls``,
+    weights ``Y[:, 0]``): the loss is selected when numba compiles (see _splitting).
+    The work arrays are allocated and initialised by the caller (:class:`TreeGrower`):
+    ``pool`` (n_slots, F, B, K + C) histograms, ``free`` (n_slots,), ``inode``
+    (_N_INODE, cap) int64, ``bnode`` (3, cap) bool (missing_left, candidate
+    missing_left, candidate has missing), ``fnode`` (2, cap) float (gain, candidate
+    gain), ``snode`` (2, cap, K + C) float (stats, candidate left stats), ``all_feats``
+    = arange(F), ``draw_work`` (perm, chosen, drawn; None when every feature is a
+    candidate at every node), ``split_ws`` (see :func:`split_workspace`).
+    ``max_leaves`` <= 0 means depth-first growth without a leaf limit; then
+    ``best_first`` must be None (else True).  The None arguments remove the code of
+    the options not used from the compiled grower (numba prunes ``x is None`` on
+    arguments typed None), so that a default fit does not compile them.  Returns the number of nodes; the node arrays are the first columns of
+    ``inode`` / ``bnode`` / ``fnode`` / ``snode[0]``.
+    """
+    n = rows.shape[0]
+    F = Xb.shape[0]
+    M = K + C
+    cap = inode.shape[1]
+    n_slots = pool.shape[0]
     for s in range(n_slots):
         free[s] = n_slots - 1 - s
     n_free = n_slots
 
-    start = np.zeros(cap, dtype=np.int64)
-    stop = np.zeros(cap, dtype=np.int64)
-    depth = np.zeros(cap, dtype=np.int64)
-    stats = np.zeros((cap, M))
-    feature = np.full(cap, -1, dtype=np.int64)
-    bin_ = np.zeros(cap, dtype=np.int64)
-    mleft = np.zeros(cap, dtype=np.bool_)
-    left = np.full(cap, -1, dtype=np.int64)
-    right = np.full(cap, -1, dtype=np.int64)
-    gain = np.zeros(cap)
-    slot = np.full(cap, -1, dtype=np.int64)
-    # the candidate split of each open node
-    c_feat = np.full(cap, -1, dtype=np.int64)
-    c_bin = np.zeros(cap, dtype=np.int64)
-    c_mleft = np.zeros(cap, dtype=np.bool_)
-    c_has = np.zeros(cap, dtype=np.bool_)
-    c_gain = np.zeros(cap)
-    c_left = np.zeros((cap, M))
+    start = inode[_I_START]
+    stop = inode[_I_STOP]
+    depth = inode[_I_DEPTH]
+    feature = inode[_I_FEATURE]
+    bin_ = inode[_I_BIN]
+    left = inode[_I_LEFT]
+    right = inode[_I_RIGHT]
+    slot = inode[_I_SLOT]
+    c_feat = inode[_I_CFEAT]
+    c_bin = inode[_I_CBIN]
+    open_ = inode[_I_OPEN]            # stack (depth first) or open set (best first)
+    mleft = bnode[0]
+    c_mleft = bnode[1]
+    c_has = bnode[2]
+    gain = fnode[0]
+    c_gain = fnode[1]
+    stats = snode[0]
+    c_left = snode[1]
 
-    stats[0] = node_stats(rows, 0, n, Y, cls, onehot, K, C)
+    node_stats_into(stats[0], rows, 0, n, Y, cls, dense, K, C)
     stop[0] = n
     n_nodes = 1
     n_leaves = 1
-    open_ = np.empty(cap, dtype=np.int64)     # stack (depth first) or open set (best first)
     n_open = 0
     not_root = identity_root and n < 0        # False, typed bool (not a literal)
+    # features per histogram task (see build_histogram)
+    n_groups = n_threads if n_threads < F else F
+    if n_groups < 1:
+        n_groups = 1
 
     if max_depth > 0 and n >= 2 * min_samples:
         n_free -= 1
@@ -252,8 +314,8 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
         pool[s] = 0.0
         # the argument types of every build_histogram call are the same (no literal 0 or
         # False), so that numba compiles it (and its parallel kernel) once
-        build_histogram(Xb, rows, start[0], stop[0], Y, cls, onehot, K, pool[s], order_buf,
-                        identity_root, n_threads)
+        _histogram(Xb, rows, start[0], stop[0], Y, cls, dense, K, pool[s], identity_root,
+                   n_groups)
 
     for it in range(cap + 1):
         # ---- find the splits of the nodes created last (root, or two children)
@@ -263,17 +325,23 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
             if s < 0:
                 continue
             if depth[nid] < max_depth and stop[nid] - start[nid] >= 2 * min_samples:
-                feats = draw_features(F, n_draw, seed, nid)
+                feats = all_feats
+                if draw_work is not None:
+                    if n_draw < F:
+                        perm, chosen, drawn = draw_work
+                        _draw_into(F, n_draw, seed, nid, perm, chosen, drawn)
+                        feats = drawn[:n_draw]
                 f, b, ml, has, g, ls = best_split_hist(pool[s], feats, n_bins, mcode,
-                                                       stats[nid], K, kind, lp, min_samples,
-                                                       min_weight, cls)
+                                                       stats[nid], K, dense, cls, lp,
+                                                       min_samples, min_weight, split_ws)
                 if f >= 0:
                     c_feat[nid] = f
                     c_bin[nid] = b
                     c_mleft[nid] = ml
                     c_has[nid] = has
                     c_gain[nid] = g
-                    c_left[nid] = ls
+                    for k in range(M):
+                        c_left[nid, k] = ls[k]
             if c_feat[nid] < 0:
                 free[n_free] = s          # a leaf: release its histogram
                 n_free += 1
@@ -288,10 +356,13 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
                 if c_feat[nid] >= 0:
                     open_[n_open] = nid
                     n_open += 1
-        if n_open == 0 or (best_first and n_leaves >= max_leaves):
+        if n_open == 0:
             break
+        if best_first is not None:
+            if n_leaves >= max_leaves:
+                break
         # ---- pick the node to split
-        if best_first:
+        if best_first is not None:
             jbest = 0
             for j in range(1, n_open):
                 a = open_[j]
@@ -309,8 +380,10 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
         b = c_bin[nid]
         a0 = start[nid]
         a1 = stop[nid]
-        nl = partition_binned(rows, a0, a1, Xb[f], b, c_mleft[nid], mcode, part_buf,
-                              n_threads)
+        if a1 - a0 >= PARALLEL_PARTITION and n_threads > 1:
+            nl = _partition_parallel(rows, a0, a1, Xb[f], b, c_mleft[nid], mcode, part_buf)
+        else:
+            nl = _partition_serial(rows, a0, a1, Xb[f], b, c_mleft[nid], mcode, part_buf)
         mid = a0 + nl
         lid = n_nodes
         rid = n_nodes + 1
@@ -330,62 +403,51 @@ def grow_tree(Xb, Y, cls, onehot, n_bins, mcode, rows, identity_root, K, C, kind
         stop[rid] = a1
         depth[lid] = d
         depth[rid] = d
-        stats[lid] = c_left[nid]
         for k in range(M):
+            stats[lid, k] = c_left[nid, k]
             stats[rid, k] = stats[nid, k] - c_left[nid, k]
         s = slot[nid]
         slot[nid] = -1
-        more = d < max_depth and (not best_first or n_leaves < max_leaves) and (
-            nl >= 2 * min_samples or a1 - mid >= 2 * min_samples)
+        more = d < max_depth and (nl >= 2 * min_samples or a1 - mid >= 2 * min_samples)
+        if best_first is not None:
+            more = more and n_leaves < max_leaves
         if more:
             small, large = (lid, rid) if nl <= a1 - mid else (rid, lid)
-            if n_free == 0:
-                n_free = _evict(open_, n_open, slot, c_gain, free, n_free)
+            if best_first is not None:
+                if n_free == 0:
+                    n_free = _evict(open_, n_open, slot, c_gain, free, n_free)
             n_free -= 1
             s2 = free[n_free]
             pool[s2] = 0.0
-            build_histogram(Xb, rows, start[small], stop[small], Y, cls, onehot, K, pool[s2],
-                            order_buf, not_root, n_threads)
+            _histogram(Xb, rows, start[small], stop[small], Y, cls, dense, K, pool[s2],
+                       not_root, n_groups)
             slot[small] = s2
             if s >= 0:
                 subtract_histogram(pool[s], pool[s2])
-            else:
-                # the parent's histogram was evicted (best first, pool full): build both
-                if n_free == 0:
-                    n_free = _evict(open_, n_open, slot, c_gain, free, n_free)
-                n_free -= 1
-                s = free[n_free]
-                pool[s] = 0.0
-                build_histogram(Xb, rows, start[large], stop[large], Y, cls, onehot, K,
-                                pool[s], order_buf, not_root, n_threads)
+            if best_first is not None:
+                if s < 0:
+                    # the parent's histogram was evicted (best first, pool full): build both
+                    if n_free == 0:
+                        n_free = _evict(open_, n_open, slot, c_gain, free, n_free)
+                    n_free -= 1
+                    s = free[n_free]
+                    pool[s] = 0.0
+                    _histogram(Xb, rows, start[large], stop[large], Y, cls, dense, K,
+                               pool[s], not_root, n_groups)
             slot[large] = s
         elif s >= 0:
             free[n_free] = s
             n_free += 1
-
-    m = n_nodes
-    return (feature[:m].copy(), bin_[:m].copy(), mleft[:m].copy(), left[:m].copy(),
-            right[:m].copy(), gain[:m].copy(), start[:m].copy(), stop[:m].copy(),
-            stats[:m].copy())
+    return n_nodes
 
 
-@njit(cache=True)
 def leaf_positions(left, start, stop, n):
     """Leaf index (0.. in node order) of every position of the partitioned rows, and the
-    node id of every leaf."""
+    node id of every leaf (each leaf's rows are one range: one slice fill per leaf)."""
+    leaf_node = np.flatnonzero(left < 0).astype(np.int64)
     leaf_of = np.empty(n, dtype=np.int64)
-    n_leaves = 0
-    for j in range(left.shape[0]):
-        if left[j] < 0:
-            n_leaves += 1
-    leaf_node = np.empty(n_leaves, dtype=np.int64)
-    k = 0
-    for j in range(left.shape[0]):
-        if left[j] < 0:
-            leaf_node[k] = j
-            for ii in range(start[j], stop[j]):
-                leaf_of[ii] = k
-            k += 1
+    for k, j in enumerate(leaf_node.tolist()):
+        leaf_of[start[j]:stop[j]] = k
     return leaf_of, leaf_node
 
 
@@ -419,7 +481,7 @@ def route_raw(X, feature, threshold, left, right, leaf_index, out):
 class TrainingData:
     """What the grower needs about the training events."""
 
-    X: np.ndarray            # (N, F) float, used by exact splits
+    X: np.ndarray            # (N, F) float, used by exact splits (hist: only its F)
     Xb: np.ndarray | None    # (F, N) uint8 bin codes, used by histogram splits
     edges: np.ndarray | None  # (F, max_bins - 1) bin edges
     n_bins: np.ndarray | None
@@ -466,6 +528,7 @@ class TreeGrower:
         F = data.X.shape[1]
         self.n_draw = F if max_features is None else int(min(max(max_features, 1), F))
         self._part = None
+        self._ws = None
         self.lp = (loss.P, float(loss.lam), loss.ridge_a, loss.ridge_e, loss.ridge_b)
 
     def grow(self, rows, seed=0):
@@ -505,18 +568,61 @@ class TreeGrower:
                          missing_go_left=mleft, update_rows=rows, leaf_of=leaf_of,
                          leaf_update=leaf_update, leaf_sums=sums)
 
+    def _workspace(self, n):
+        """Work arrays of :func:`grow_tree` for ``n`` rows (kept between trees of the same
+        size), initialised for a new tree."""
+        d, loss = self.data, self.loss
+        cap, n_slots = _capacity(n, self.max_depth, self.max_leaf_nodes,
+                                 self.min_samples_leaf)
+        F = d.Xb.shape[0]
+        M = loss.n_sums + loss.n_counts
+        key = (n, cap, n_slots)
+        ws = self._ws
+        if ws is None or ws[0] != key:
+            ws = (key, (
+                np.empty((n_slots, F, d.missing_code + 1, M)),     # pool
+                np.empty(n_slots, dtype=np.int64),                   # free
+                np.empty((_N_INODE, cap), dtype=np.int64),
+                np.empty((3, cap), dtype=np.bool_),
+                np.empty((2, cap)),
+                np.empty((2, cap, M)),
+                np.arange(F, dtype=np.int64),
+                (np.empty(F, dtype=np.int64), np.empty(F, dtype=np.bool_),
+                 np.empty(F, dtype=np.int64)) if self.n_draw < F else None,
+                split_workspace(F, loss.n_sums, M)))
+            self._ws = ws
+        arrays = ws[1]
+        inode, bnode, fnode, snode = arrays[2:6]
+        inode[:] = _INODE_INIT[:, None]
+        bnode[:] = False
+        fnode[:] = 0.0
+        snode[:] = 0.0
+        return arrays
+
     def _grow_hist(self, rows, sub, seed):
         d, loss = self.data, self.loss
         n = rows.shape[0]
         if self._part is None or self._part.shape[0] < n:
             self._part = np.empty(n, dtype=np.int64)
         order = np.empty(1)
-        feature, binv, mleft, left, right, gain, start, stop, stats = grow_tree(
-            d.Xb, d.Y, d.cls if loss.onehot else None, loss.onehot, d.n_bins, d.missing_code,
-            rows, not sub,
-            loss.n_sums, loss.n_counts, loss.kind, self.lp, self.max_depth,
-            self.max_leaf_nodes, self.min_samples_leaf, self.min_weight_leaf, self.n_draw,
-            np.uint64(seed), order, self._part, numba.get_num_threads())
+        work = self._workspace(n)
+        bpt = loss.onehot
+        m = grow_tree(
+            d.Xb, d.Y, d.cls if bpt else None, None if bpt else True, d.n_bins,
+            d.missing_code, rows, not sub, loss.n_sums, loss.n_counts, self.lp,
+            self.max_depth, self.max_leaf_nodes, self.min_samples_leaf, self.min_weight_leaf,
+            self.n_draw, np.uint64(seed), order, self._part, numba.get_num_threads(),
+            True if self.max_leaf_nodes > 0 else None, *work)
+        inode, bnode, fnode, snode = work[2:6]
+        feature = inode[_I_FEATURE, :m].copy()
+        binv = inode[_I_BIN, :m].copy()
+        left = inode[_I_LEFT, :m].copy()
+        right = inode[_I_RIGHT, :m].copy()
+        start = inode[_I_START, :m].copy()
+        stop = inode[_I_STOP, :m].copy()
+        mleft = bnode[0, :m].copy()
+        gain = fnode[0, :m].copy()
+        stats = snode[0, :m].copy()
         edges = np.concatenate([d.edges, np.full((d.edges.shape[0], 1), np.inf)], axis=1)
         internal = feature >= 0
         threshold = np.where(internal, edges[np.maximum(feature, 0), binv], 0.0)
@@ -548,8 +654,9 @@ class TreeGrower:
                 continue
             feats = draw_features(F, self.n_draw, np.uint64(seed), nid)
             f, lo, hi, gain, left = find_split_exact(
-                d.X, rows, start, stop, d.Y, d.cls, loss.onehot, nd["stats"], K, loss.kind,
-                self.lp, self.min_samples_leaf, self.min_weight_leaf, feats)
+                d.X, rows, start, stop, d.Y, d.cls if loss.onehot else None,
+                None if loss.onehot else True, nd["stats"], K, self.lp,
+                self.min_samples_leaf, self.min_weight_leaf, feats)
             if f < 0:
                 continue
             thr = float(midpoint(lo, hi))

@@ -25,6 +25,9 @@ KIND_BIT = 0
 KIND_BPT = 1
 
 _NEG_INF = -np.inf
+# kernels called only from compiled code: compiled without their CPython and C wrappers
+# (less to compile); calling one from Python crashes the interpreter
+_INTERNAL = dict(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
 @njit(cache=True, inline="always")
@@ -47,20 +50,36 @@ def node_score(kind, stats, K, P, min_samples, min_weight, scratch, lam, ridge_a
     ``Delta = (V^T V + mu I)^-1 V^T ell``, ``mu = lam / h``, computed through the
     eigen-decomposition ``V^T V = Q diag(e) Q^T`` given as ``ridge_a = Q^T V^T``,
     ``ridge_e = e``, ``ridge_b = V Q``.
+
+    ``kind`` is a run-time value here (both scores are compiled); the grower calls
+    :func:`score_bit` / :func:`score_bpt` directly, chosen when it is compiled.
     """
     if kind == KIND_BIT:
-        if stats[K] < min_samples:
-            return _NEG_INF
-        s0 = stats[0]
-        if not (s0 > 0.0) or s0 < min_weight:
-            return _NEG_INF
-        acc = 0.0
-        for a in range(1, K):
-            acc += stats[a] * stats[a]
-        if lam > 0.0:
-            return acc / (s0 + lam)
-        return acc / s0
-    # BPT: K = C = number of classes (nominal first)
+        return score_bit(stats, K, min_samples, min_weight, lam)
+    return score_bpt(stats, K, P, min_samples, min_weight, scratch, lam, ridge_a, ridge_e,
+                     ridge_b)
+
+
+@njit(**_INTERNAL)
+def score_bit(stats, K, min_samples, min_weight, lam):
+    """BIT node score ``|S'|^2 / (S0 + lam)`` (see :func:`node_score`)."""
+    if stats[K] < min_samples:
+        return _NEG_INF
+    s0 = stats[0]
+    if not (s0 > 0.0) or s0 < min_weight:
+        return _NEG_INF
+    acc = 0.0
+    for a in range(1, K):
+        acc += stats[a] * stats[a]
+    if lam > 0.0:
+        return acc / (s0 + lam)
+    return acc / s0
+
+
+@njit(**_INTERNAL)
+def score_bpt(stats, K, P, min_samples, min_weight, scratch, lam, ridge_a, ridge_e, ridge_b):
+    """BPT node score: minus the node cross entropy (see :func:`node_score`);
+    K = C = number of classes (nominal first)."""
     for c in range(K):
         if stats[K + c] < min_samples or not (stats[c] > 0.0) or stats[c] < min_weight:
             return _NEG_INF
@@ -76,18 +95,18 @@ def node_score(kind, stats, K, P, min_samples, min_weight, scratch, lam, ridge_a
             h += lam0 * stats[k + 1] / (lam0 + stats[k + 1])
         mu = lam * n / h
         T = ridge_e.shape[0]
-        z = scratch[n:n + T]
         pen = 0.0
         for j in range(T):
             acc = 0.0
             for m in range(n):
                 acc += ridge_a[j, m] * scratch[m]
-            z[j] = acc / (ridge_e[j] + mu)
-            pen += z[j] * z[j]
+            zj = acc / (ridge_e[j] + mu)
+            scratch[n + j] = zj
+            pen += zj * zj
         for k in range(n):
             g = 0.0
             for j in range(T):
-                g += ridge_b[k, j] * z[j]
+                g += ridge_b[k, j] * scratch[n + j]
             loss += lam0 * _softplus(g) + stats[k + 1] * _softplus(-g)
         return -(loss + 0.5 * lam * pen)
     for k in range(n):
@@ -117,6 +136,8 @@ def add_leaf_log_ratio(g_nom, g_own, nom_index, cls, rows, leaf_of, upd, eta):
     Nominal event i: g_nom[nom_index[i], :] (all base points); event of base point
     k >= 1: g_own[i] (its own base point only).
     """
+    # the body stays in the loop: a function call per row is not inlined by LLVM here
+    # and costs more run time than it saves compile time
     n = upd.shape[1]
     for ii in prange(rows.shape[0]):
         i = rows[ii]
@@ -166,7 +187,7 @@ class BITLoss:
 
     # boosting state: the working targets data.Y are the residuals c' - c0 F'
     def start(self, data):
-        self.weight_ = float(data.Y[:, 0].sum())
+        self.weight_ = float(data.Y[:, 0].sum(dtype=np.float64))
         self.loss_ = 0.0
 
     def update(self, data, tree, eta):
@@ -278,6 +299,30 @@ def _nominal_index(cls):
 _LOSS_CHUNK = 1 << 14
 
 
+@njit(**_INTERNAL)
+def _model_loss_chunk(w, cls, g_nom, g_own, nom_index, w_current, i0, i1):
+    """Rows i0..i1-1 of :func:`bpt_model_loss`, summed in row order."""
+    n = g_nom.shape[1]
+    write = w_current.shape[0] > 0
+    acc = 0.0
+    for i in range(i0, i1):
+        k = cls[i]
+        if k == 0:
+            j = nom_index[i]
+            s = 0.0
+            for m in range(n):
+                s += _softplus(g_nom[j, m])
+            acc += w[i] * s
+            if write:
+                w_current[i] = w[i]
+        else:
+            g = g_own[i]
+            acc += w[i] * _softplus(-g)
+            if write:
+                w_current[i] = w[i] * math.exp(-g)
+    return acc
+
+
 @njit(parallel=True, cache=True)
 def bpt_model_loss(w, cls, g_nom, g_own, nom_index, w_current):
     """Cross entropy of the model on weighted events; refreshes w_current if given.
@@ -287,29 +332,13 @@ def bpt_model_loss(w, cls, g_nom, g_own, nom_index, w_current):
     weights; nominal weights are unchanged).  Deterministic: the same sum on any number
     of threads.
     """
-    n = g_nom.shape[1]
-    write = w_current.shape[0] > 0
     N = w.shape[0]
     n_chunks = (N + _LOSS_CHUNK - 1) // _LOSS_CHUNK
-    partial = np.zeros(n_chunks)
+    partial = np.empty(n_chunks)      # not np.zeros: a parallel loop of its own
     for c in prange(n_chunks):
-        acc = 0.0
-        for i in range(c * _LOSS_CHUNK, min(N, (c + 1) * _LOSS_CHUNK)):
-            k = cls[i]
-            if k == 0:
-                j = nom_index[i]
-                s = 0.0
-                for m in range(n):
-                    s += _softplus(g_nom[j, m])
-                acc += w[i] * s
-                if write:
-                    w_current[i] = w[i]
-            else:
-                g = g_own[i]
-                acc += w[i] * _softplus(-g)
-                if write:
-                    w_current[i] = w[i] * math.exp(-g)
-        partial[c] = acc
+        i1 = (c + 1) * _LOSS_CHUNK
+        partial[c] = _model_loss_chunk(w, cls, g_nom, g_own, nom_index, w_current,
+                                       c * _LOSS_CHUNK, i1 if i1 < N else N)
     loss = 0.0
     for c in range(n_chunks):
         loss += partial[c]

@@ -36,6 +36,7 @@ def _leaf(X, i, j, feature, threshold, left, right, mleft):
 
 @njit(parallel=True, cache=True)
 def _predict(X, feature, threshold, left, right, mleft, value, tree_start, t0, t1, out):
+    # the body stays in the loop (a function call per row would cost run time)
     n_out = value.shape[1]
     for i in prange(X.shape[0]):
         for t in range(t0, t1):

@@ -11,8 +11,9 @@ if both children are valid for the loss and the gain is positive.
   split "every non-missing value left, missing right" is tried too (as
   scikit-learn's HistGradientBoosting does).  The grower calls it as
   ``best_split_hist``: the features are scanned serially for the BIT and in parallel
-  for the BPT, a choice made when numba compiles the grower (from the type of ``cls``),
-  so that a fit compiles one scan only.
+  for the BPT, and the loss's score is inlined, all chosen when numba compiles the
+  grower (from which of the markers ``bit`` / ``bpt`` is None), so that a fit compiles
+  the code of its own loss only.
 * ``find_split_exact`` sorts the node's rows per feature and scans every
   boundary between distinct values (reference mode, for small data; no NaN).
 
@@ -25,41 +26,61 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._loss import node_score
+from ._loss import KIND_BIT, score_bit, score_bpt
 
 # relative gain below which a split is treated as no improvement (round-off)
 GAIN_RTOL = 1e-12
 
+_NEG_INF = -np.inf
+# kernels called only from compiled code: compiled without their CPython and C wrappers
+# (less to compile); calling one from Python crashes the interpreter
+_INTERNAL = dict(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
-@njit(cache=True)
-def score(kind, stats, K, lp, min_samples, min_weight, scratch):
-    return node_score(kind, stats, K, lp[0], min_samples, min_weight, scratch, lp[1], lp[2],
-                      lp[3], lp[4])
+
+# The loss is chosen when numba compiles a function, not at run time, so that a BIT fit
+# never compiles the BPT code and vice versa: ``bit`` and ``bpt`` are two markers of
+# which exactly one is None (BIT: bpt None; BPT: bit None).  numba prunes a branch
+# ``if x is None`` on an argument typed None, so every BIT-only branch sits under
+# ``if bpt is None: if bit is not None:`` and the BPT code under the ``else``.
 
 
-@njit(cache=True)
-def _candidate_gain(ls, rs, tot, K, kind, lp, min_samples, min_weight, parent, scratch):
+@njit(**_INTERNAL)
+def score(bit, bpt, stats, K, lp, min_samples, min_weight, scratch):
+    """Node score of the loss selected by the markers (see above)."""
+    if bpt is None:
+        if bit is not None:
+            return score_bit(stats, K, min_samples, min_weight, lp[1])
+        return _NEG_INF
+    return score_bpt(stats, K, lp[0], min_samples, min_weight, scratch, lp[1], lp[2], lp[3],
+                     lp[4])
+
+
+@njit(**_INTERNAL)
+def _candidate_gain(ls, rs, tot, K, bit, bpt, lp, min_samples, min_weight, parent, scratch):
     """Gain of the split with left stats ``ls`` (right = tot - ls, written to ``rs``);
     -inf if a child is not allowed."""
     for k in range(tot.shape[0]):
         rs[k] = tot[k] - ls[k]
-    sl = score(kind, ls, K, lp, min_samples, min_weight, scratch)
-    if sl == -np.inf:
+    sl = score(bit, bpt, ls, K, lp, min_samples, min_weight, scratch)
+    if sl == _NEG_INF:
         return sl
-    sr = score(kind, rs, K, lp, min_samples, min_weight, scratch)
-    if sr == -np.inf:
+    sr = score(bit, bpt, rs, K, lp, min_samples, min_weight, scratch)
+    if sr == _NEG_INF:
         return sr
     return sl + sr - parent
 
 
-@njit(cache=True)
-def _scan_feature(h, nb, mcode, tot, K, kind, lp, min_samples, min_weight, parent, j,
-                  best_gain, best_bin, best_mleft, best_left):
+@njit(**_INTERNAL)
+def _scan_feature(h, nb, mcode, tot, K, bit, bpt, lp, min_samples, min_weight, parent, j,
+                  best_gain, best_bin, best_mleft, best_left, work):
+    """Scan the bins of one feature; ``work`` (>= 3 M + 2 K + 2 floats) is scratch."""
     M = tot.shape[0]
-    ls = np.zeros(M)
-    lm = np.empty(M)
-    rs = np.empty(M)
-    scratch = np.empty(2 * K + 2)
+    ls = work[0:M]
+    lm = work[M:2 * M]
+    rs = work[2 * M:3 * M]
+    scratch = work[3 * M:]
+    for k in range(M):
+        ls[k] = 0.0
     n_missing = 0.0
     for k in range(K, M):
         n_missing += h[mcode, k]
@@ -68,45 +89,44 @@ def _scan_feature(h, nb, mcode, tot, K, kind, lp, min_samples, min_weight, paren
     for b in range(last):
         for k in range(M):
             ls[k] += h[b, k]
-        gain = _candidate_gain(ls, rs, tot, K, kind, lp, min_samples, min_weight, parent,
+        gain = _candidate_gain(ls, rs, tot, K, bit, bpt, lp, min_samples, min_weight, parent,
                                scratch)
         if gain > best_gain[j]:
             best_gain[j] = gain
             best_bin[j] = b
             best_mleft[j] = False
-            best_left[j] = ls
+            for k in range(M):
+                best_left[j, k] = ls[k]
         if has_missing:
             for k in range(M):
                 lm[k] = ls[k] + h[mcode, k]
-            gain = _candidate_gain(lm, rs, tot, K, kind, lp, min_samples, min_weight, parent,
-                                   scratch)
+            gain = _candidate_gain(lm, rs, tot, K, bit, bpt, lp, min_samples, min_weight,
+                                   parent, scratch)
             if gain > best_gain[j]:
                 best_gain[j] = gain
                 best_bin[j] = b
                 best_mleft[j] = True
-                best_left[j] = lm
+                for k in range(M):
+                    best_left[j, k] = lm[k]
     return has_missing
 
 
-@njit(parallel=True, cache=True)
-def _scan_parallel(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
-                   parent, best_gain, best_bin, best_mleft, best_left, best_has_missing):
+@njit(parallel=True, **_INTERNAL)
+def _scan_parallel(hist, feats, n_bins, mcode, tot, K, bit, bpt, lp, min_samples, min_weight,
+                   parent, best_gain, best_bin, best_mleft, best_left, best_has_missing, work):
     for jj in prange(feats.shape[0]):
-        j = np.int64(jj)          # the serial scan's index type: one _scan_feature compile
+        j = np.int64(jj)      # the prange index is unsigned in the kernel: one compile only
         f = feats[j]
         best_has_missing[j] = _scan_feature(
-            hist[f], n_bins[f], mcode, tot, K, kind, lp, min_samples, min_weight, parent, j,
-            best_gain, best_bin, best_mleft, best_left)
+            hist[f], n_bins[f], mcode, tot, K, bit, bpt, lp, min_samples, min_weight, parent,
+            j, best_gain, best_bin, best_mleft, best_left, work[j])
 
 
-@njit(cache=True)
-def _scan_serial(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
-                 parent, best_gain, best_bin, best_mleft, best_left, best_has_missing):
-    for j in range(feats.shape[0]):
-        f = feats[j]
-        best_has_missing[j] = _scan_feature(
-            hist[f], n_bins[f], mcode, tot, K, kind, lp, min_samples, min_weight, parent, j,
-            best_gain, best_bin, best_mleft, best_left)
+def split_workspace(n_features, K, M):
+    """The arrays :func:`best_split_hist` works in (one set per tree is enough)."""
+    return (np.empty(n_features), np.empty(n_features, dtype=np.int64),
+            np.empty(n_features, dtype=np.bool_), np.empty(n_features, dtype=np.bool_),
+            np.empty((n_features, M)), np.empty((n_features, 3 * M + 2 * K + 2)))
 
 
 @njit(cache=True)
@@ -116,68 +136,88 @@ def find_split_hist(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, m
     ``hist`` is (n_features, n_bins_max + 1, K + C) with the missing values in bin
     ``mcode``; ``tot`` the node's stats (K + C).  Returns (feature, bin,
     missing_left, has_missing, gain, left_stats); feature -1 if no valid split.
-    Features are scanned one after the other (see :func:`best_split_hist`).
-    """
-    return best_split_hist(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples,
-                           min_weight, None)
-
-
-@njit(cache=True)
-def best_split_hist(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
-                    cls):
-    """:func:`find_split_hist`; ``cls`` None (BIT) scans the features serially, an array
-    (BPT: a candidate costs O(n_base_points^2) plus logarithms) in parallel.  The
-    choice is made when compiling, so a fit compiles one scan variant only (a parallel
-    loop costs seconds of compilation); the result never depends on it.
+    ``kind`` (``KIND_BIT`` / ``KIND_BPT``) is a run-time value here; the grower calls
+    :func:`best_split_hist`, which selects the loss when it is compiled.
     """
     nf = feats.shape[0]
     M = tot.shape[0]
-    parent = score(kind, tot, K, lp, min_samples, min_weight, np.empty(2 * K + 2))
-    best_gain = np.full(nf, -np.inf)
-    best_bin = np.full(nf, -1, dtype=np.int64)
-    best_mleft = np.zeros(nf, dtype=np.bool_)
-    best_has = np.zeros(nf, dtype=np.bool_)
-    best_left = np.zeros((nf, M))
-    if cls is None:
-        _scan_serial(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
-                     parent, best_gain, best_bin, best_mleft, best_left, best_has)
+    ws = (np.empty(nf), np.empty(nf, dtype=np.int64), np.empty(nf, dtype=np.bool_),
+          np.empty(nf, dtype=np.bool_), np.empty((nf, M)), np.empty((nf, 3 * M + 2 * K + 2)))
+    if kind == KIND_BIT:
+        return best_split_hist(hist, feats, n_bins, mcode, tot, K, True, None, lp, min_samples,
+                               min_weight, ws)
+    return best_split_hist(hist, feats, n_bins, mcode, tot, K, None, feats, lp, min_samples,
+                           min_weight, ws)
+
+
+@njit(**_INTERNAL)
+def best_split_hist(hist, feats, n_bins, mcode, tot, K, bit, bpt, lp, min_samples,
+                    min_weight, ws):
+    """:func:`find_split_hist` for the loss selected by the markers ``bit`` / ``bpt``
+    (exactly one is None).  The BIT scans the features serially, the BPT (a candidate
+    costs O(n_base_points^2) plus logarithms) in parallel; the result never depends on
+    it.  ``ws`` = :func:`split_workspace` arrays.  The returned left stats are a view
+    of ``ws``.
+    """
+    best_gain, best_bin, best_mleft, best_has, best_left, work = ws
+    nf = feats.shape[0]
+    M = tot.shape[0]
+    parent = score(bit, bpt, tot, K, lp, min_samples, min_weight, work[0, 3 * M:])
+    for j in range(nf):
+        best_gain[j] = _NEG_INF
+        best_bin[j] = -1
+        best_mleft[j] = False
+        best_has[j] = False
+        for k in range(M):
+            best_left[j, k] = 0.0
+    if bpt is None:
+        if bit is not None:
+            for j in range(nf):
+                f = feats[j]
+                best_has[j] = _scan_feature(
+                    hist[f], n_bins[f], mcode, tot, K, bit, bpt, lp, min_samples, min_weight,
+                    parent, j, best_gain, best_bin, best_mleft, best_left, work[j])
     else:
-        _scan_parallel(hist, feats, n_bins, mcode, tot, K, kind, lp, min_samples, min_weight,
-                       parent, best_gain, best_bin, best_mleft, best_left, best_has)
-    jbest = _pick(best_gain, parent)
+        _scan_parallel(hist, feats, n_bins, mcode, tot, K, bit, bpt, lp, min_samples,
+                       min_weight, parent, best_gain, best_bin, best_mleft, best_left,
+                       best_has, work)
+    jbest = _pick(best_gain, nf, parent)
     if jbest < 0:
         return -1, -1, False, False, 0.0, best_left[0]
     return (feats[jbest], best_bin[jbest], best_mleft[jbest], best_has[jbest],
             best_gain[jbest], best_left[jbest])
 
 
-@njit(cache=True)
-def _pick(best_gain, parent):
-    """Index of the first largest gain if it is positive beyond round-off, else -1."""
+@njit(**_INTERNAL)
+def _pick(best_gain, nf, parent):
+    """Index of the first largest gain (of the first ``nf``) if it is positive beyond
+    round-off, else -1."""
     jbest = -1
-    g = -np.inf
-    for j in range(best_gain.shape[0]):
+    g = _NEG_INF
+    for j in range(nf):
         if best_gain[j] > g:
             g = best_gain[j]
             jbest = j
-    tol = GAIN_RTOL * max(abs(parent), 1e-300)
+    tol = GAIN_RTOL * (abs(parent) if abs(parent) > 1e-300 else 1e-300)
     if jbest < 0 or not (g > tol):
         return -1
     return jbest
 
 
 @njit(parallel=True, cache=True)
-def find_split_exact(X, rows, start, stop, Y, cls, onehot, tot, K, kind, lp, min_samples,
-                     min_weight, feats):
+def find_split_exact(X, rows, start, stop, Y, cls, bit, tot, K, lp, min_samples, min_weight,
+                     feats):
     """Return (feature, threshold_lo, threshold_hi, gain, left_stats).
 
+    ``cls`` None: dense targets (BIT), ``bit`` None: one-hot classes ``cls`` with
+    weights ``Y[:, 0]`` (BPT); the markers select the loss as in :func:`best_split_hist`.
     The split sends x <= threshold_lo to the left; threshold_hi is the next
     distinct value (the caller places the stored threshold between them).
     """
     nf = feats.shape[0]
     M = tot.shape[0]
     n = stop - start
-    parent = score(kind, tot, K, lp, min_samples, min_weight, np.empty(2 * K + 2))
+    parent = score(bit, cls, tot, K, lp, min_samples, min_weight, np.empty(2 * K + 2))
     best_gain = np.full(nf, -np.inf)
     best_lo = np.zeros(nf)
     best_hi = np.zeros(nf)
@@ -194,25 +234,27 @@ def find_split_exact(X, rows, start, stop, Y, cls, onehot, tot, K, kind, lp, min
         scratch = np.empty(2 * K + 2)
         for j in range(n - 1):
             i = node_rows[order[j]]
-            if onehot:
+            if cls is None:
+                if bit is not None:
+                    ls[K] += 1.0
+                    for k in range(K):
+                        ls[k] += Y[i, k]
+            else:
                 ls[cls[i]] += Y[i, 0]
                 ls[K + cls[i]] += 1.0
-            else:
-                ls[K] += 1.0
-                for k in range(K):
-                    ls[k] += Y[i, k]
             lo = vals[order[j]]
             hi = vals[order[j + 1]]
             if not (lo < hi):
                 continue
-            gain = _candidate_gain(ls, rs, tot, K, kind, lp, min_samples, min_weight, parent,
-                                   scratch)
+            gain = _candidate_gain(ls, rs, tot, K, bit, cls, lp, min_samples, min_weight,
+                                   parent, scratch)
             if gain > best_gain[jf]:
                 best_gain[jf] = gain
                 best_lo[jf] = lo
                 best_hi[jf] = hi
-                best_left[jf] = ls
-    jbest = _pick(best_gain, parent)
+                for k in range(M):
+                    best_left[jf, k] = ls[k]
+    jbest = _pick(best_gain, nf, parent)
     if jbest < 0:
         return -1, 0.0, 0.0, 0.0, best_left[0]
     return feats[jbest], best_lo[jbest], best_hi[jbest], best_gain[jbest], best_left[jbest]
