@@ -47,7 +47,7 @@ from ._engine._loss import (BITLoss, BPTLoss, _nominal_index, add_leaf_log_ratio
                             bpt_model_loss, update_bit)
 from ._engine._predictor import TreeEnsemble
 from ._engine._runtime import numba_threads
-from ._engine._splitting import best_split_hist
+from ._engine._splitting import find_split_hist
 from ._validation import check_features, check_finite, check_sample_weight
 from ._warnings import warn_user
 
@@ -508,6 +508,9 @@ class _DaskMixin:
             unsupported.append(f"max_features={self.max_features!r} (only 1.0)")
         if groups is not None:
             unsupported.append("groups")
+        if getattr(self, "target_dtype", "float64") != "float64":
+            unsupported.append(f"target_dtype={self.target_dtype!r} (only 'float64'; the "
+                               "workers hold their rows' targets in float64)")
         if self.early_stopping is True and self.n_iter_no_change is not None and (
                 self.validation_fraction is not None) and eval_set is None:
             unsupported.append(
@@ -767,9 +770,9 @@ class _DaskMixin:
                 if h is None:
                     continue
                 if depth[nid] < max_depth and self._count(stats[nid], g) >= 2 * ms:
-                    f, b, ml, has, gain, ls = best_split_hist(
+                    f, b, ml, has, gain, ls = find_split_hist(
                         h, g["feats"], g["n_bins"], g["mcode"], stats[nid], K, g["kind"],
-                        g["lp"], ms, g["min_weight"], g["cls"])
+                        g["lp"], ms, g["min_weight"])
                     if f >= 0:
                         cand[nid] = (int(f), int(b), bool(ml), bool(has), float(gain),
                                      np.asarray(ls).copy())
