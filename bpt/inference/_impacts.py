@@ -20,7 +20,7 @@ import numpy as np
 from ._fit import BETTER_TOL, maximize
 from ._likelihood import RateError
 from ._toys import n_tasks
-from ._tools_progress import report
+from ._progress import progress
 
 __all__ = ["ImpactsResult", "compute_impacts", "run_items"]
 
@@ -110,21 +110,23 @@ def run_items(fn, items, n_jobs, args, verbose, what):
     """Run fn(*args, chunk, parallel) over chunks of ``items``; returns the concatenated
     per-item results.  One task: in-process (numba-parallel) item by item, reporting
     progress after each; else ``n_tasks(n_jobs)`` contiguous chunks through joblib,
-    reporting as chunks finish.  The result does not depend on the chunking."""
+    reporting as chunks finish.  The result does not depend on the chunking.
+    ``verbose`` / ``what``: progress through ``_progress`` (as scans and toys)."""
     n = len(items)
     n_chunks = n_tasks(n_jobs, n)
     out = []
-    if n_chunks == 1:
-        for i, it in enumerate(items):
-            out += fn(*args, [it], True)
-            report(verbose, what, i + 1, n)
-        return out
-    chunks = [[items[i] for i in c] for c in np.array_split(np.arange(n), n_chunks)]
-    gen = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(
-        joblib.delayed(fn)(*args, c, False) for c in chunks)
-    for part in gen:
-        out += part
-        report(verbose, what, len(out), n)
+    with progress(n, what, verbose) as bar:
+        if n_chunks == 1:
+            for it in items:
+                out += fn(*args, [it], True)
+                bar.update(1)
+            return out
+        chunks = [[items[i] for i in c] for c in np.array_split(np.arange(n), n_chunks)]
+        gen = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(
+            joblib.delayed(fn)(*args, c, False) for c in chunks)
+        for c, part in zip(chunks, gen):
+            out += part
+            bar.update(len(c))
     return out
 
 

@@ -436,7 +436,6 @@ class Statistics(ToyStatistics):
         See docs/inference.md (*Impacts*) and ``bpt.plotting.plot_impacts``.
         """
         from ._impacts import compute_impacts
-        from ._tools_progress import check_verbose
         verbose = check_verbose(verbose)
         j = self._poi_index(poi)
         data = self._data(X, weight)
