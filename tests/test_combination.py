@@ -410,3 +410,101 @@ def test_progress_reports_through_logging(caplog):
     with caplog.at_level(logging.INFO, logger="bpt"):
         ch.scan(np.linspace(-1, 0, 5), n)
     assert not [r for r in caplog.records if r.name == "bpt"]
+
+
+# ----------------------------------------------------------------------------- saturated gof
+def _deviance(O, E):
+    """-2 log prod_b Pois(O_b|E_b) / Pois(O_b|O_b), with scipy."""
+    sat = np.where(O > 0, stats.poisson.logpmf(O, np.where(O > 0, O, 1.0)), 0.0)
+    return float(-2.0 * np.sum(stats.poisson.logpmf(O, E) - sat))
+
+
+def test_binned_goodness_of_fit_is_the_saturated_deviance_at_the_fit():
+    edges, xs, ws, xb, wb, S, B = _templates()
+    counts = np.array([70.0, 33.0, 30.0])
+
+    def channel(kb_constraint="gaussian"):
+        return BinnedChannel([Process("sig", xs, ws, ratio=SignalStrength(),
+                                      normalization={"ks": 0.1}),
+                              Process("bkg", xb, wb, normalization={"kb": 0.3})],
+                             ["mu"], ["ks", Nuisance("kb", kb_constraint), "lumi"], 0, edges,
+                             luminosity=("lumi", 0.02), name="counting")
+
+    def E_hand(z):
+        mu, ks, kb, lu = z
+        return ((1 + mu) * S * 1.1 ** ks + B * 1.3 ** kb) * 1.02 ** lu
+
+    def q_hand(z, gauss=(1, 2, 3)):
+        return (np.sum(stats.poisson.logpmf(counts, E_hand(z)))
+                - 0.5 * np.sum(np.asarray(z)[list(gauss)] ** 2))
+
+    def mle(fixed=None, gauss=(1, 2, 3)):       # the fit by scipy on the hand-written q
+        free = [i for i in range(4) if fixed is None or i != fixed[0]]
+
+        def f(y):
+            z = np.zeros(4)
+            z[free] = y
+            if fixed is not None:
+                z[fixed[0]] = fixed[1]
+            return -q_hand(z, gauss)
+
+        y = optimize.minimize(f, np.zeros(len(free)), method="BFGS", options={"gtol": 1e-9}).x
+        z = np.zeros(4)
+        z[free] = y
+        if fixed is not None:
+            z[fixed[0]] = fixed[1]
+        return z
+
+    ch = channel()
+    res = ch.goodness_of_fit(counts)
+    dev = _deviance(counts, E_hand(mle()))
+    assert res.method == "saturated" and res.ndf == 3 - 1          # n_free = mu only
+    # at bpt's fit exactly; against scipy's MLE to its precision (the deviance is not
+    # stationary at the fit: the constraints pull, so it moves to first order in dz)
+    fit = ch.fit(counts)
+    assert res.statistic == pytest.approx(_deviance(counts, E_hand(fit.z)), rel=1e-10)
+    assert res.statistic == pytest.approx(dev, rel=1e-4)
+    assert res.statistic > 0.5                                     # not a trivial fit
+    assert res.p_value == pytest.approx(stats.chi2.sf(res.statistic, 2), rel=1e-12)
+    np.testing.assert_array_equal(res.observed, counts)
+    np.testing.assert_allclose(res.expected, E_hand(fit.z), rtol=1e-12)
+    # fix= removes the POI from n_free; the deviance is that of the fixed fit
+    res_fix = ch.goodness_of_fit(counts, fix={"mu": 0.5})
+    assert res_fix.ndf == 3
+    assert res_fix.statistic == pytest.approx(_deviance(counts, E_hand(mle((0, 0.5)))),
+                                              rel=1e-4)
+    assert res_fix.statistic > res.statistic
+    # a free-floating nuisance counts as a free parameter
+    res_free = channel(None).goodness_of_fit(counts)
+    assert res_free.ndf == 1
+    assert res_free.statistic == pytest.approx(
+        _deviance(counts, E_hand(mle(gauss=(1, 3)))), rel=1e-4)
+    two_bins = BinnedChannel([Process("sig", xs, ws, ratio=SignalStrength()),
+                              Process("bkg", xb, wb, normalization={"kb": 0.3})],
+                             ["mu"], [Nuisance("kb", None)], 0, [0.0, 1.0, 3.0])
+    with pytest.raises(ValueError, match="n_free"):       # mu and kb: no degree of freedom
+        two_bins.goodness_of_fit(np.array([20.0, 80.0]))
+
+
+def test_combination_goodness_of_fit_adds_the_binned_channels(split):
+    edges, xs, ws, xb, wb, S, B = _templates()
+    tmpl = BinnedChannel([Process("sig", xs, ws, ratio=SignalStrength()),
+                          Process("bkg", xb, wb, normalization={"kb": 0.3})],
+                         ["mu"], ["kb"], 0, edges, name="templates")
+    counting, n, _ = _counting()                    # s (1 + mu) + b 1.2^kb in one bin
+    comb = Combination([tmpl, counting])
+    counts = np.array([55.0, 40.0, 30.0])
+    data = {"templates": counts, "binned": n}
+    res = comb.goodness_of_fit(data)
+    fit = comb.fit(data)
+    mu, kb = fit.z
+    E1 = (1 + mu) * S + B * 1.3 ** kb
+    E2 = np.array([10 * (1 + mu) + 50 * 1.2 ** kb])
+    assert res.ndf == 4 - 1
+    assert res.statistic == pytest.approx(_deviance(np.r_[counts, n], np.r_[E1, E2]), rel=1e-10)
+    # the maximum is the maximum: a small move in any direction lowers q
+    for dz in ([1e-3, 0.0], [0.0, 1e-3], [-1e-3, 0.0], [0.0, -1e-3]):
+        assert comb.q(fit.z[:1] + dz[0], [fit.z[1] + dz[1]], data) < fit.q
+    _, a, _, _, parts = split
+    with pytest.raises(ValueError, match=r"channels \['low'\] are unbinned"):
+        Combination([a, counting]).goodness_of_fit({"low": parts["low"], "binned": n})
