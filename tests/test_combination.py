@@ -508,3 +508,50 @@ def test_combination_goodness_of_fit_adds_the_binned_channels(split):
     _, a, _, _, parts = split
     with pytest.raises(ValueError, match=r"channels \['low'\] are unbinned"):
         Combination([a, counting]).goodness_of_fit({"low": parts["low"], "binned": n})
+
+
+# ----------------------------------------------------------------------------- pyhf
+def test_pyhf_workspace_of_a_binned_channel_has_the_same_best_fit():
+    """A BinnedChannel with only normalisations (POI as 1 + mu, Gaussian normsys, a
+    free-floating normalisation, the luminosity) exported to pyhf: the same expected
+    counts everywhere and the same maximum-likelihood fit."""
+    pyhf = pytest.importorskip("pyhf")
+    from bpt.inference import PYHF_MODIFIER_SETTINGS, to_pyhf_workspace
+    edges, xs, ws, xb, wb, S, B = _templates()
+    ch = BinnedChannel([Process("sig", xs, ws, ratio=SignalStrength(), normalization={"ks": 0.1}),
+                        Process("bkg", xb, wb, normalization={"kb": 0.3, "bfree": 1.0})],
+                       ["mu"], ["ks", "kb", Nuisance("bfree", None), "lumi"], 0, edges,
+                       luminosity=("lumi", 0.02), name="SR")
+    assert [n.constraint for n in ch.nuisances] == ["gaussian", "gaussian", None, "gaussian"]
+    counts = np.array([61.0, 47.0, 35.0])
+    spec = to_pyhf_workspace(ch, counts)
+    mods = {m["name"]: m["type"] for s in spec["channels"][0]["samples"] for m in s["modifiers"]}
+    assert mods == {"mu": "normfactor", "ks": "normsys", "kb": "normsys", "bfree": "normfactor",
+                    "lumi": "normsys"}
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
+    ws_ = pyhf.Workspace(spec)
+    pm = ws_.model(modifier_settings=PYHF_MODIFIER_SETTINGS)
+
+    def pars(z):                                # bpt (mu, ks, kb, bfree, lumi) -> pyhf
+        mu, ks, kb, bf, lu = z
+        p = np.array(pm.config.suggested_init(), dtype=float)
+        for name, v in (("mu", 1.0 + mu), ("ks", ks), ("kb", kb), ("bfree", 2.0 ** bf),
+                        ("lumi", lu)):
+            p[pm.config.par_slice(name)] = v
+        return p
+
+    for z in ([0.0] * 5, [0.4, -0.3, 0.5, 0.7, 0.2], [-0.6, 1.5, -2.0, -1.3, -0.8]):
+        want = ch.expected(z[:1], z[1:])
+        np.testing.assert_allclose(pm.expected_actualdata(pars(z)), want, rtol=1e-10)
+        # and bpt's expected counts are the templates times the normalisations
+        mu, ks, kb, bf, lu = z
+        np.testing.assert_allclose(
+            want, ((1 + mu) * S * 1.1 ** ks + B * 1.3 ** kb * 2.0 ** bf) * 1.02 ** lu, rtol=1e-12)
+    best = pyhf.infer.mle.fit(ws_.data(pm), pm)
+    got = {n: float(best[pm.config.par_slice(n)][0]) for n in ("mu", "ks", "kb", "bfree", "lumi")}
+    fit = ch.fit(counts)
+    assert got["mu"] - 1.0 == pytest.approx(fit["mu"], abs=1e-4)
+    assert np.log2(got["bfree"]) == pytest.approx(fit["bfree"], abs=1e-4)
+    for n in ("ks", "kb", "lumi"):
+        assert got[n] == pytest.approx(fit[n], abs=1e-4)
+    assert abs(fit["mu"]) > 0.1 and abs(fit["bfree"]) > 0.1       # the fit moved
