@@ -555,3 +555,72 @@ def test_pyhf_workspace_of_a_binned_channel_has_the_same_best_fit():
     for n in ("ks", "kb", "lumi"):
         assert got[n] == pytest.approx(fit[n], abs=1e-4)
     assert abs(fit["mu"]) > 0.1 and abs(fit["bfree"]) > 0.1       # the fit moved
+
+
+# ----------------------------------------------------------------------------- impacts + controls
+def test_impacts_honour_bounds_closed_form():
+    """One bin, s (1 + mu) + b 1.2^kb: with kb fixed at v the refit has nu = n exactly, so
+    mu*(v) = (40 - 50 1.2^v) / 10 - 1, clipped into mu's bounds.  (q is flat in mu here,
+    d2q/dmu2 = -2.5, so the fits' q tolerance leaves ~1e-4 in mu: hence the tolerances.)"""
+    ch, n, _ = _counting()
+
+    def mu_star(v, lo=-np.inf):
+        return max(lo, (40.0 - 50.0 * 1.2 ** v) / 10.0 - 1.0)
+
+    # a bound on the POI, active at the global fit and in all refits but one
+    bounds = {"mu": (-0.5, None)}
+    fit = ch.fit(n, bounds=bounds)
+    assert fit["mu"] == -0.5 and fit.at_bound == ["mu"]
+    imp = ch.impacts(n, bounds=bounds)
+    assert imp.names == ["kb"] and imp.success.all()
+    kb, e = fit["kb"], fit.error("kb")
+    assert imp.errors[0] == pytest.approx(e, rel=1e-12) and e > 0.3
+    for v, got in ((kb + e, imp.impact_up[0]), (kb - e, imp.impact_down[0]),
+                   (kb + 1, imp.prefit_up[0]), (kb - 1, imp.prefit_down[0])):
+        assert got == pytest.approx(mu_star(v, -0.5) + 0.5, abs=5e-5)
+    assert imp.prefit_down[0] > 0.04                       # the one refit off the bound
+    # without the bound the same refits move mu freely (a different answer)
+    free = ch.impacts(n)
+    assert free.prefit_up[0] == pytest.approx(mu_star(free.nu_hat[0] + 1) - free.theta_hat,
+                                              abs=5e-5)
+    # a bounded nuisance: the values it is fixed at are clipped into its bounds
+    imp = ch.impacts(n, bounds={"kb": (-0.5, 0.5)})
+    mu_hat = ch.fit(n, bounds={"kb": (-0.5, 0.5)})["mu"]
+    assert imp.errors[0] > 0.5                               # nu^ +- error is outside
+    for v, got in ((0.5, imp.impact_up[0]), (-0.5, imp.impact_down[0]),
+                   (0.5, imp.prefit_up[0]), (-0.5, imp.prefit_down[0])):
+        assert got == pytest.approx(mu_star(v) - mu_hat, abs=3e-4)
+    with pytest.raises(ValueError, match="POI 'mu' is fixed"):
+        ch.impacts(n, fix={"mu": 0.0})
+    with pytest.raises(ValueError, match="every nuisance is fixed"):
+        ch.impacts(n, fix={"kb": 0.0})
+
+
+def test_impacts_of_a_combination_are_refits_by_hand():
+    edges, xs, ws, xb, wb, S, B = _templates()
+    tmpl = BinnedChannel([Process("sig", xs, ws, ratio=SignalStrength(),
+                                  normalization={"ks": 0.15}),
+                          Process("bkg", xb, wb, normalization={"kb": 0.3})],
+                         ["mu"], ["ks", "kb"], 0, edges, name="templates")
+    counting, n, _ = _counting()
+    comb = Combination([tmpl, counting])
+    data = {"templates": np.array([55.0, 40.0, 30.0]), "binned": n}
+    fit = comb.fit(data)
+    imp = comb.impacts(data, poi="mu")
+    assert sorted(imp.names) == ["kb", "ks"] and imp.success.all()
+    for i, name in enumerate(imp.names):
+        s = fit.error(name)
+        for v, got in ((fit[name] + s, imp.impact_up[i]), (fit[name] - s, imp.impact_down[i]),
+                       (fit[name] + 1, imp.prefit_up[i]), (fit[name] - 1, imp.prefit_down[i])):
+            assert got == pytest.approx(comb.fit(data, fix={name: v})["mu"] - fit["mu"],
+                                        abs=1e-4)           # two fits, each to Q_TOL in q
+        assert abs(imp.impact_up[i]) > 1e-2
+    # fix= : the fixed nuisance has no row; the global fit and the refits keep it fixed
+    fix = {"ks": 0.3}
+    fit_f = comb.fit(data, fix=fix)
+    imp_f = comb.impacts(data, fix=fix)
+    assert imp_f.names == ["kb"] and imp_f.theta_hat == fit_f["mu"]
+    v = fit_f["kb"] + fit_f.error("kb")
+    assert imp_f.impact_up[0] == pytest.approx(
+        comb.fit(data, fix={"ks": 0.3, "kb": v})["mu"] - fit_f["mu"], abs=1e-4)
+    assert abs(imp_f.impact_up[0] - imp.impact_up[imp.names.index("kb")]) > 1e-4

@@ -424,15 +424,21 @@ class Statistics(ToyStatistics):
         start = self._point(np.zeros(self.n_pois) if theta is None else theta, nu)
         return make_minuit(self.likelihood_, self._data(X, weight), start)
 
-    def impacts(self, X, weight=None, poi=0, n_jobs=None, verbose=0):
+    def impacts(self, X, weight=None, poi=0, n_jobs=None, fix=None, bounds=None, verbose=0):
         """Impacts of every nuisance on one POI: an :class:`ImpactsResult`, ranked.
 
         For each nuisance, the shift of the POI's best fit when the nuisance is fixed at
         nu^ +- its post-fit error (``impact_up`` / ``impact_down``) and at nu^ +- 1, its
         pre-fit width (``prefit_up`` / ``prefit_down``; NaN for free-floating nuisances),
         all other parameters refitted.  Ranked by max(|impact_up|, |impact_down|).  The
-        refits run through joblib like :meth:`scan` (``n_jobs``); ``verbose`` > 0 logs
-        progress to the "bpt" logger.  Uses the remembered fit of the data (or fits).
+        refits run through joblib like :meth:`scan` (``n_jobs``); ``verbose``: progress
+        as in :meth:`scan`.  Uses the remembered fit of the data (or fits).
+
+        ``fix`` / ``bounds`` as in :meth:`fit`: the global fit and every refit use them.
+        A nuisance in ``fix`` has no row in the result (it has no impact); the values a
+        bounded nuisance is fixed at are clipped into its bounds, and a nuisance that
+        sits at its bound has post-fit error 0 (so zero post-fit impacts).  The POI
+        itself cannot be fixed (ValueError).
         See docs/inference.md (*Impacts*) and ``bpt.plotting.plot_impacts``.
         """
         from ._impacts import compute_impacts
@@ -440,8 +446,9 @@ class Statistics(ToyStatistics):
         j = self._poi_index(poi)
         data = self._data(X, weight)
         lik = self.likelihood_
-        fit = self._fit_cached(lik, data)
-        return compute_impacts(lik, data, fit, j, n_jobs, verbose)
+        controls = self._controls(fix, bounds)
+        fit = self._fit_cached(lik, data, controls)
+        return compute_impacts(lik, data, fit, j, n_jobs, verbose, controls)
 
 
 def _aux(data, n_nuisances):
