@@ -624,3 +624,38 @@ def test_impacts_of_a_combination_are_refits_by_hand():
     assert imp_f.impact_up[0] == pytest.approx(
         comb.fit(data, fix={"ks": 0.3, "kb": v})["mu"] - fit_f["mu"], abs=1e-4)
     assert abs(imp_f.impact_up[0] - imp.impact_up[imp.names.index("kb")]) > 1e-4
+
+
+# ----------------------------------------------------------------------------- multi-start
+class QuadShape:
+    """S = exp(-0.05 nu + 0.1 nu^2): two nu give the same background (two maxima)."""
+    terms_ = [(0,), (0, 0)]
+    n_nuisances = 1
+
+    def predict(self, X):
+        n = np.asarray(X).shape[0]
+        return np.column_stack([np.full(n, -0.05), np.full(n, 0.1)])
+
+
+def test_fit_full_starts_reach_a_nuisance_driven_maximum():
+    """The automatic starts move only the POIs (documented in ``fit``): a second maximum
+    in a nuisance is missed; a full (theta, nu) row of ``starts`` reaches it."""
+    xs, xb = np.full((10, 1), 0.5), np.full((20, 1), 1.5)
+    ch = BinnedChannel([Process("sig", xs, np.ones(10), ratio=SignalStrength()),
+                        Process("bkg", xb, np.ones(20), systematics=[(QuadShape(), ["nu"])])],
+                       ["mu"], ["nu"], 0, [0.0, 1.0, 2.0])
+    d = ch.prepare(np.array([10.0, 60.0]), global_observables=[0.5])
+    # brute force: mu = 0 exactly (bin 0: 10 = 10), q over a fine grid of nu
+    grid = np.linspace(-6.0, 6.0, 4801)
+    qs = np.array([ch.q([0.0], [v], d) for v in grid])
+    best = grid[np.argmax(qs)]
+    assert best > 3.0 and qs.max() > np.max(qs[grid < 0]) + 1.0    # two maxima, the + one wins
+    auto = ch.fit(d)
+    assert auto["nu"] < -2.5 and auto.q < qs.max() - 1.0           # the limitation
+    fit = ch.fit(d, starts=[[0.0, 3.5]])
+    assert fit["nu"] == pytest.approx(best, abs=2.5e-3) and fit["mu"] == pytest.approx(0, abs=1e-5)
+    assert qs.max() <= fit.q + 1e-9
+    with pytest.raises(ValueError, match=r"starts must have shape \(M, 1\).*\(M, 2\)"):
+        ch.fit(d, starts=[[0.0, 1.0, 2.0]])
+    with pytest.raises(ValueError, match="starts: nu = 3.5 is outside"):
+        ch.fit(d, starts=[[0.0, 3.5]], bounds={"nu": (-5.0, 3.0)})
