@@ -410,3 +410,252 @@ def test_progress_reports_through_logging(caplog):
     with caplog.at_level(logging.INFO, logger="bpt"):
         ch.scan(np.linspace(-1, 0, 5), n)
     assert not [r for r in caplog.records if r.name == "bpt"]
+
+
+# ----------------------------------------------------------------------------- saturated gof
+def _deviance(O, E):
+    """-2 log prod_b Pois(O_b|E_b) / Pois(O_b|O_b), with scipy."""
+    sat = np.where(O > 0, stats.poisson.logpmf(O, np.where(O > 0, O, 1.0)), 0.0)
+    return float(-2.0 * np.sum(stats.poisson.logpmf(O, E) - sat))
+
+
+def test_binned_goodness_of_fit_is_the_saturated_deviance_at_the_fit():
+    edges, xs, ws, xb, wb, S, B = _templates()
+    counts = np.array([70.0, 33.0, 30.0])
+
+    def channel(kb_constraint="gaussian"):
+        return BinnedChannel([Process("sig", xs, ws, ratio=SignalStrength(),
+                                      normalization={"ks": 0.1}),
+                              Process("bkg", xb, wb, normalization={"kb": 0.3})],
+                             ["mu"], ["ks", Nuisance("kb", kb_constraint), "lumi"], 0, edges,
+                             luminosity=("lumi", 0.02), name="counting")
+
+    def E_hand(z):
+        mu, ks, kb, lu = z
+        return ((1 + mu) * S * 1.1 ** ks + B * 1.3 ** kb) * 1.02 ** lu
+
+    def q_hand(z, gauss=(1, 2, 3)):
+        return (np.sum(stats.poisson.logpmf(counts, E_hand(z)))
+                - 0.5 * np.sum(np.asarray(z)[list(gauss)] ** 2))
+
+    def mle(fixed=None, gauss=(1, 2, 3)):       # the fit by scipy on the hand-written q
+        free = [i for i in range(4) if fixed is None or i != fixed[0]]
+
+        def f(y):
+            z = np.zeros(4)
+            z[free] = y
+            if fixed is not None:
+                z[fixed[0]] = fixed[1]
+            return -q_hand(z, gauss)
+
+        y = optimize.minimize(f, np.zeros(len(free)), method="BFGS", options={"gtol": 1e-9}).x
+        z = np.zeros(4)
+        z[free] = y
+        if fixed is not None:
+            z[fixed[0]] = fixed[1]
+        return z
+
+    ch = channel()
+    res = ch.goodness_of_fit(counts)
+    dev = _deviance(counts, E_hand(mle()))
+    assert res.method == "saturated" and res.ndf == 3 - 1          # n_free = mu only
+    # at bpt's fit exactly; against scipy's MLE to its precision (the deviance is not
+    # stationary at the fit: the constraints pull, so it moves to first order in dz)
+    fit = ch.fit(counts)
+    assert res.statistic == pytest.approx(_deviance(counts, E_hand(fit.z)), rel=1e-10)
+    assert res.statistic == pytest.approx(dev, rel=1e-4)
+    assert res.statistic > 0.5                                     # not a trivial fit
+    assert res.p_value == pytest.approx(stats.chi2.sf(res.statistic, 2), rel=1e-12)
+    np.testing.assert_array_equal(res.observed, counts)
+    np.testing.assert_allclose(res.expected, E_hand(fit.z), rtol=1e-12)
+    # fix= removes the POI from n_free; the deviance is that of the fixed fit
+    res_fix = ch.goodness_of_fit(counts, fix={"mu": 0.5})
+    assert res_fix.ndf == 3
+    assert res_fix.statistic == pytest.approx(_deviance(counts, E_hand(mle((0, 0.5)))),
+                                              rel=1e-4)
+    assert res_fix.statistic > res.statistic
+    # a free-floating nuisance counts as a free parameter
+    res_free = channel(None).goodness_of_fit(counts)
+    assert res_free.ndf == 1
+    assert res_free.statistic == pytest.approx(
+        _deviance(counts, E_hand(mle(gauss=(1, 3)))), rel=1e-4)
+    two_bins = BinnedChannel([Process("sig", xs, ws, ratio=SignalStrength()),
+                              Process("bkg", xb, wb, normalization={"kb": 0.3})],
+                             ["mu"], [Nuisance("kb", None)], 0, [0.0, 1.0, 3.0])
+    with pytest.raises(ValueError, match="n_free"):       # mu and kb: no degree of freedom
+        two_bins.goodness_of_fit(np.array([20.0, 80.0]))
+
+
+def test_combination_goodness_of_fit_adds_the_binned_channels(split):
+    edges, xs, ws, xb, wb, S, B = _templates()
+    tmpl = BinnedChannel([Process("sig", xs, ws, ratio=SignalStrength()),
+                          Process("bkg", xb, wb, normalization={"kb": 0.3})],
+                         ["mu"], ["kb"], 0, edges, name="templates")
+    counting, n, _ = _counting()                    # s (1 + mu) + b 1.2^kb in one bin
+    comb = Combination([tmpl, counting])
+    counts = np.array([55.0, 40.0, 30.0])
+    data = {"templates": counts, "binned": n}
+    res = comb.goodness_of_fit(data)
+    fit = comb.fit(data)
+    mu, kb = fit.z
+    E1 = (1 + mu) * S + B * 1.3 ** kb
+    E2 = np.array([10 * (1 + mu) + 50 * 1.2 ** kb])
+    assert res.ndf == 4 - 1
+    assert res.statistic == pytest.approx(_deviance(np.r_[counts, n], np.r_[E1, E2]), rel=1e-10)
+    # the maximum is the maximum: a small move in any direction lowers q
+    for dz in ([1e-3, 0.0], [0.0, 1e-3], [-1e-3, 0.0], [0.0, -1e-3]):
+        assert comb.q(fit.z[:1] + dz[0], [fit.z[1] + dz[1]], data) < fit.q
+    _, a, _, _, parts = split
+    with pytest.raises(ValueError, match=r"channels \['low'\] are unbinned"):
+        Combination([a, counting]).goodness_of_fit({"low": parts["low"], "binned": n})
+
+
+# ----------------------------------------------------------------------------- pyhf
+def test_pyhf_workspace_of_a_binned_channel_has_the_same_best_fit():
+    """A BinnedChannel with only normalisations (POI as 1 + mu, Gaussian normsys, a
+    free-floating normalisation, the luminosity) exported to pyhf: the same expected
+    counts everywhere and the same maximum-likelihood fit."""
+    pyhf = pytest.importorskip("pyhf")
+    from bpt.inference import PYHF_MODIFIER_SETTINGS, to_pyhf_workspace
+    edges, xs, ws, xb, wb, S, B = _templates()
+    ch = BinnedChannel([Process("sig", xs, ws, ratio=SignalStrength(), normalization={"ks": 0.1}),
+                        Process("bkg", xb, wb, normalization={"kb": 0.3, "bfree": 1.0})],
+                       ["mu"], ["ks", "kb", Nuisance("bfree", None), "lumi"], 0, edges,
+                       luminosity=("lumi", 0.02), name="SR")
+    assert [n.constraint for n in ch.nuisances] == ["gaussian", "gaussian", None, "gaussian"]
+    counts = np.array([61.0, 47.0, 35.0])
+    spec = to_pyhf_workspace(ch, counts)
+    mods = {m["name"]: m["type"] for s in spec["channels"][0]["samples"] for m in s["modifiers"]}
+    assert mods == {"mu": "normfactor", "ks": "normsys", "kb": "normsys", "bfree": "normfactor",
+                    "lumi": "normsys"}
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
+    ws_ = pyhf.Workspace(spec)
+    pm = ws_.model(modifier_settings=PYHF_MODIFIER_SETTINGS)
+
+    def pars(z):                                # bpt (mu, ks, kb, bfree, lumi) -> pyhf
+        mu, ks, kb, bf, lu = z
+        p = np.array(pm.config.suggested_init(), dtype=float)
+        for name, v in (("mu", 1.0 + mu), ("ks", ks), ("kb", kb), ("bfree", 2.0 ** bf),
+                        ("lumi", lu)):
+            p[pm.config.par_slice(name)] = v
+        return p
+
+    for z in ([0.0] * 5, [0.4, -0.3, 0.5, 0.7, 0.2], [-0.6, 1.5, -2.0, -1.3, -0.8]):
+        want = ch.expected(z[:1], z[1:])
+        np.testing.assert_allclose(pm.expected_actualdata(pars(z)), want, rtol=1e-10)
+        # and bpt's expected counts are the templates times the normalisations
+        mu, ks, kb, bf, lu = z
+        np.testing.assert_allclose(
+            want, ((1 + mu) * S * 1.1 ** ks + B * 1.3 ** kb * 2.0 ** bf) * 1.02 ** lu, rtol=1e-12)
+    best = pyhf.infer.mle.fit(ws_.data(pm), pm)
+    got = {n: float(best[pm.config.par_slice(n)][0]) for n in ("mu", "ks", "kb", "bfree", "lumi")}
+    fit = ch.fit(counts)
+    assert got["mu"] - 1.0 == pytest.approx(fit["mu"], abs=1e-4)
+    assert np.log2(got["bfree"]) == pytest.approx(fit["bfree"], abs=1e-4)
+    for n in ("ks", "kb", "lumi"):
+        assert got[n] == pytest.approx(fit[n], abs=1e-4)
+    assert abs(fit["mu"]) > 0.1 and abs(fit["bfree"]) > 0.1       # the fit moved
+
+
+# ----------------------------------------------------------------------------- impacts + controls
+def test_impacts_honour_bounds_closed_form():
+    """One bin, s (1 + mu) + b 1.2^kb: with kb fixed at v the refit has nu = n exactly, so
+    mu*(v) = (40 - 50 1.2^v) / 10 - 1, clipped into mu's bounds.  (q is flat in mu here,
+    d2q/dmu2 = -2.5, so the fits' q tolerance leaves ~1e-4 in mu: hence the tolerances.)"""
+    ch, n, _ = _counting()
+
+    def mu_star(v, lo=-np.inf):
+        return max(lo, (40.0 - 50.0 * 1.2 ** v) / 10.0 - 1.0)
+
+    # a bound on the POI, active at the global fit and in all refits but one
+    bounds = {"mu": (-0.5, None)}
+    fit = ch.fit(n, bounds=bounds)
+    assert fit["mu"] == -0.5 and fit.at_bound == ["mu"]
+    imp = ch.impacts(n, bounds=bounds)
+    assert imp.names == ["kb"] and imp.success.all()
+    kb, e = fit["kb"], fit.error("kb")
+    assert imp.errors[0] == pytest.approx(e, rel=1e-12) and e > 0.3
+    for v, got in ((kb + e, imp.impact_up[0]), (kb - e, imp.impact_down[0]),
+                   (kb + 1, imp.prefit_up[0]), (kb - 1, imp.prefit_down[0])):
+        assert got == pytest.approx(mu_star(v, -0.5) + 0.5, abs=5e-5)
+    assert imp.prefit_down[0] > 0.04                       # the one refit off the bound
+    # without the bound the same refits move mu freely (a different answer)
+    free = ch.impacts(n)
+    assert free.prefit_up[0] == pytest.approx(mu_star(free.nu_hat[0] + 1) - free.theta_hat,
+                                              abs=5e-5)
+    # a bounded nuisance: the values it is fixed at are clipped into its bounds
+    imp = ch.impacts(n, bounds={"kb": (-0.5, 0.5)})
+    mu_hat = ch.fit(n, bounds={"kb": (-0.5, 0.5)})["mu"]
+    assert imp.errors[0] > 0.5                               # nu^ +- error is outside
+    for v, got in ((0.5, imp.impact_up[0]), (-0.5, imp.impact_down[0]),
+                   (0.5, imp.prefit_up[0]), (-0.5, imp.prefit_down[0])):
+        assert got == pytest.approx(mu_star(v) - mu_hat, abs=3e-4)
+    with pytest.raises(ValueError, match="POI 'mu' is fixed"):
+        ch.impacts(n, fix={"mu": 0.0})
+    with pytest.raises(ValueError, match="every nuisance is fixed"):
+        ch.impacts(n, fix={"kb": 0.0})
+
+
+def test_impacts_of_a_combination_are_refits_by_hand():
+    edges, xs, ws, xb, wb, S, B = _templates()
+    tmpl = BinnedChannel([Process("sig", xs, ws, ratio=SignalStrength(),
+                                  normalization={"ks": 0.15}),
+                          Process("bkg", xb, wb, normalization={"kb": 0.3})],
+                         ["mu"], ["ks", "kb"], 0, edges, name="templates")
+    counting, n, _ = _counting()
+    comb = Combination([tmpl, counting])
+    data = {"templates": np.array([55.0, 40.0, 30.0]), "binned": n}
+    fit = comb.fit(data)
+    imp = comb.impacts(data, poi="mu")
+    assert sorted(imp.names) == ["kb", "ks"] and imp.success.all()
+    for i, name in enumerate(imp.names):
+        s = fit.error(name)
+        for v, got in ((fit[name] + s, imp.impact_up[i]), (fit[name] - s, imp.impact_down[i]),
+                       (fit[name] + 1, imp.prefit_up[i]), (fit[name] - 1, imp.prefit_down[i])):
+            assert got == pytest.approx(comb.fit(data, fix={name: v})["mu"] - fit["mu"],
+                                        abs=1e-4)           # two fits, each to Q_TOL in q
+        assert abs(imp.impact_up[i]) > 1e-2
+    # fix= : the fixed nuisance has no row; the global fit and the refits keep it fixed
+    fix = {"ks": 0.3}
+    fit_f = comb.fit(data, fix=fix)
+    imp_f = comb.impacts(data, fix=fix)
+    assert imp_f.names == ["kb"] and imp_f.theta_hat == fit_f["mu"]
+    v = fit_f["kb"] + fit_f.error("kb")
+    assert imp_f.impact_up[0] == pytest.approx(
+        comb.fit(data, fix={"ks": 0.3, "kb": v})["mu"] - fit_f["mu"], abs=1e-4)
+    assert abs(imp_f.impact_up[0] - imp.impact_up[imp.names.index("kb")]) > 1e-4
+
+
+# ----------------------------------------------------------------------------- multi-start
+class QuadShape:
+    """S = exp(-0.05 nu + 0.1 nu^2): two nu give the same background (two maxima)."""
+    terms_ = [(0,), (0, 0)]
+    n_nuisances = 1
+
+    def predict(self, X):
+        n = np.asarray(X).shape[0]
+        return np.column_stack([np.full(n, -0.05), np.full(n, 0.1)])
+
+
+def test_fit_full_starts_reach_a_nuisance_driven_maximum():
+    """The automatic starts move only the POIs (documented in ``fit``): a second maximum
+    in a nuisance is missed; a full (theta, nu) row of ``starts`` reaches it."""
+    xs, xb = np.full((10, 1), 0.5), np.full((20, 1), 1.5)
+    ch = BinnedChannel([Process("sig", xs, np.ones(10), ratio=SignalStrength()),
+                        Process("bkg", xb, np.ones(20), systematics=[(QuadShape(), ["nu"])])],
+                       ["mu"], ["nu"], 0, [0.0, 1.0, 2.0])
+    d = ch.prepare(np.array([10.0, 60.0]), global_observables=[0.5])
+    # brute force: mu = 0 exactly (bin 0: 10 = 10), q over a fine grid of nu
+    grid = np.linspace(-6.0, 6.0, 4801)
+    qs = np.array([ch.q([0.0], [v], d) for v in grid])
+    best = grid[np.argmax(qs)]
+    assert best > 3.0 and qs.max() > np.max(qs[grid < 0]) + 1.0    # two maxima, the + one wins
+    auto = ch.fit(d)
+    assert auto["nu"] < -2.5 and auto.q < qs.max() - 1.0           # the limitation
+    fit = ch.fit(d, starts=[[0.0, 3.5]])
+    assert fit["nu"] == pytest.approx(best, abs=2.5e-3) and fit["mu"] == pytest.approx(0, abs=1e-5)
+    assert qs.max() <= fit.q + 1e-9
+    with pytest.raises(ValueError, match=r"starts must have shape \(M, 1\).*\(M, 2\)"):
+        ch.fit(d, starts=[[0.0, 1.0, 2.0]])
+    with pytest.raises(ValueError, match="starts: nu = 3.5 is outside"):
+        ch.fit(d, starts=[[0.0, 3.5]], bounds={"nu": (-5.0, 3.0)})

@@ -357,6 +357,28 @@ class BinnedChannel(Statistics):
         """Expected counts per process (n_proc, B) at (theta, nu)."""
         return self.likelihood_.expected(self._point(theta, nu), by_process=True)[0]
 
+    # ------------------------------------------------------------------ goodness of fit
+    def goodness_of_fit(self, X, weight=None, fix=None, bounds=None):
+        """Saturated-model goodness of fit of the counts: a :class:`GoodnessOfFitResult`.
+
+        Fits the data (with ``fix`` / ``bounds`` as in :meth:`fit`; the remembered fit is
+        reused) and returns ``saturated_gof(counts, expected_at_fit, n_free)``: the Poisson
+        deviance -2 log lambda_sat = 2 sum_b [E_b - O_b + O_b log(O_b / E_b)] with
+        ``ndf`` = B - n_free and the chi2 p-value.  n_free counts the POIs and the
+        free-floating nuisances that the fit moved (not those in ``fix``); a
+        Gaussian-constrained nuisance is not counted (its auxiliary measurement adds one
+        term for its parameter) and its pull term is not in the statistic.  Bins with
+        no expected and no observed count are left out.  Raises ValueError when the fit
+        leaves fewer than one degree of freedom.  See docs/math.md (section 4).
+        """
+        from ._gof import binned_saturated_gof, saturated_n_free
+        data = self._data(X, weight)
+        lik = self.likelihood_
+        controls = self._controls(fix, bounds)
+        fit = self._fit_cached(lik, data, controls)
+        E = lik.expected(np.concatenate([fit.theta, fit.nu]))[0]
+        return binned_saturated_gof([data[0]], [E], saturated_n_free(lik, controls))
+
     # ------------------------------------------------------------------ data
     def _counts(self, X, weight=None):
         if isinstance(X, BinnedData):

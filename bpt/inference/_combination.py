@@ -319,6 +319,35 @@ class Combination(Statistics):
                             digest_size=16)
         return ("combination", keys, h.hexdigest())
 
+    # ------------------------------------------------------------------ goodness of fit
+    def goodness_of_fit(self, X, weight=None, fix=None, bounds=None):
+        """Saturated-model goodness of fit of a combination of binned channels.
+
+        Every channel must be a :class:`BinnedChannel`: the bins of all channels are
+        tested together at the combined fit (``fix`` / ``bounds`` as in :meth:`fit`),
+        as :meth:`BinnedChannel.goodness_of_fit` with n_free = the combination's POIs and
+        free-floating nuisances not in ``fix``.  A combination with an unbinned channel
+        raises ValueError naming it (test that channel alone with
+        ``AdditiveModel.goodness_of_fit``: the Pearson and saturated statistics have
+        different reference distributions and do not add up).
+        """
+        from ._gof import binned_saturated_gof, saturated_n_free
+        unbinned = [c.name for c in self.channels if not isinstance(c, BinnedChannel)]
+        if unbinned:
+            raise ValueError(f"goodness_of_fit of a Combination needs every channel binned; "
+                             f"channels {unbinned} are unbinned: test them alone with "
+                             "AdditiveModel.goodness_of_fit (and the binned ones with "
+                             "BinnedChannel.goodness_of_fit)")
+        data = self._data(X, weight)
+        lik = self.likelihood_
+        controls = self._controls(fix, bounds)
+        fit = self._fit_cached(lik, data, controls)
+        z = np.concatenate([fit.theta, fit.nu])
+        expected = [ch.likelihood_.expected(self._local(z, c))[0]
+                    for c, ch in enumerate(self.channels)]
+        observed = [d[0] for d in data[0]]
+        return binned_saturated_gof(observed, expected, saturated_n_free(lik, controls))
+
     # ------------------------------------------------------------------ pseudo-data
     def asimov(self, theta, nu, return_dataset=False):
         """Asimov data at (theta, nu): {channel name: that channel's ``asimov``} ((X,

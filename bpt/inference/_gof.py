@@ -30,7 +30,7 @@ from ._likelihood import RateError
 from ._toys import draw_toy
 
 __all__ = ["GoodnessOfFitResult", "saturated_gof", "event_ratio", "pearson_quantile",
-           "gof_toys_task", "check_n_bins"]
+           "gof_toys_task", "check_n_bins", "saturated_n_free", "binned_saturated_gof"]
 
 
 @dataclass
@@ -98,6 +98,26 @@ def saturated_gof(observed, expected, n_free):
     stat = float(2.0 * np.sum(E - O + log_term))
     p = float(stats.chi2.sf(stat, ndf))
     return GoodnessOfFitResult(stat, ndf, p, p, "saturated", O, E)
+
+
+def saturated_n_free(lik, controls):
+    """The n_free of the saturated test of a fit: the POIs and free-floating nuisances that
+    the fit moved (a parameter in ``fix`` is not counted; a Gaussian-constrained nuisance
+    is not counted either: it comes with its own auxiliary measurement)."""
+    free = np.ones(lik.n_par, dtype=bool)
+    free[lik.n_pois:] = ~np.asarray(lik.gaussian, dtype=bool)
+    if controls is not None:
+        free &= controls.free
+    return int(np.sum(free))
+
+
+def binned_saturated_gof(observed, expected, n_free):
+    """:func:`saturated_gof` of the concatenated bins of one or more channels, leaving out
+    bins that are empty in both the data and the model (E = O = 0: no information)."""
+    O = np.concatenate([np.asarray(o, dtype=np.float64) for o in observed])
+    E = np.concatenate([np.asarray(e, dtype=np.float64) for e in expected])
+    keep = ~((O == 0) & (E == 0))
+    return saturated_gof(O[keep], E[keep], n_free)
 
 
 def check_n_bins(n_bins):

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import joblib
 import numpy as np
 
-from ._fit import BETTER_TOL, maximize
+from ._fit import BETTER_TOL, maximize_controlled
 from ._likelihood import RateError
 from ._toys import n_tasks
-from ._tools_progress import report
+from ._progress import progress
 
 __all__ = ["ImpactsResult", "compute_impacts", "run_items"]
 
@@ -81,8 +81,9 @@ class ImpactsResult:
         return self.table()
 
 
-def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel):
-    """(z, q, success) of the maximum of q with nu_k fixed at ``value`` (index k in z)."""
+def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel, controls=None):
+    """(z, q, success) of the maximum of q with nu_k fixed at ``value`` (index k in z),
+    the other parameters under ``controls`` (the fit's fix / bounds)."""
     free = np.ones(lik.n_par, dtype=bool)
     free[k] = False
     z_flat = z_hat.copy()
@@ -94,90 +95,109 @@ def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel):
     for z0 in starts:
         z0[k] = value
         try:
-            found = maximize(lik, data, z0, free, parallel, H_init=H_hat)
+            found = maximize_controlled(lik, data, z0, free, controls, parallel, H_init=H_hat)
         except RateError:
             continue
         return found.z, found.q, found.success
     return np.full(lik.n_par, np.nan), np.nan, False
 
 
-def impacts_task(lik, data, z_hat, cov, H_hat, items, parallel):
+def impacts_task(lik, data, z_hat, cov, H_hat, controls, items, parallel):
     """For each (k, value) of ``items``: (z, q, success) with z_k fixed at value."""
-    return [_fixed_fit(lik, data, z_hat, cov, H_hat, k, v, parallel) for k, v in items]
+    return [_fixed_fit(lik, data, z_hat, cov, H_hat, k, v, parallel, controls)
+            for k, v in items]
 
 
 def run_items(fn, items, n_jobs, args, verbose, what):
     """Run fn(*args, chunk, parallel) over chunks of ``items``; returns the concatenated
     per-item results.  One task: in-process (numba-parallel) item by item, reporting
     progress after each; else ``n_tasks(n_jobs)`` contiguous chunks through joblib,
-    reporting as chunks finish.  The result does not depend on the chunking."""
+    reporting as chunks finish.  The result does not depend on the chunking.
+    ``verbose`` / ``what``: progress through ``_progress`` (as scans and toys)."""
     n = len(items)
     n_chunks = n_tasks(n_jobs, n)
     out = []
-    if n_chunks == 1:
-        for i, it in enumerate(items):
-            out += fn(*args, [it], True)
-            report(verbose, what, i + 1, n)
-        return out
-    chunks = [[items[i] for i in c] for c in np.array_split(np.arange(n), n_chunks)]
-    gen = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(
-        joblib.delayed(fn)(*args, c, False) for c in chunks)
-    for part in gen:
-        out += part
-        report(verbose, what, len(out), n)
+    with progress(n, what, verbose) as bar:
+        if n_chunks == 1:
+            for it in items:
+                out += fn(*args, [it], True)
+                bar.update(1)
+            return out
+        chunks = [[items[i] for i in c] for c in np.array_split(np.arange(n), n_chunks)]
+        gen = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(
+            joblib.delayed(fn)(*args, c, False) for c in chunks)
+        for c, part in zip(chunks, gen):
+            out += part
+            bar.update(len(c))
     return out
 
 
-def compute_impacts(lik, data, fit, poi_index, n_jobs=None, verbose=0):
-    """The :class:`ImpactsResult` of POI ``poi_index`` around the global fit ``fit``."""
+def compute_impacts(lik, data, fit, poi_index, n_jobs=None, verbose=0, controls=None):
+    """The :class:`ImpactsResult` of POI ``poi_index`` around the global fit ``fit``.
+
+    ``controls`` (the fit's fix / bounds) apply to every refit too: a nuisance fixed by
+    them has no row; the values a bounded nuisance is fixed at are clipped into its
+    bounds."""
     P, K = lik.n_pois, lik.n_par - lik.n_pois
     pois, nu_names = lik.names
     if K == 0:
         raise ValueError("the model has no nuisance parameters: there are no impacts")
+    free = np.ones(lik.n_par, dtype=bool) if controls is None else controls.free
+    lower = np.full(lik.n_par, -np.inf) if controls is None else controls.lower
+    upper = np.full(lik.n_par, np.inf) if controls is None else controls.upper
+    if not free[poi_index]:
+        raise ValueError(f"POI {pois[poi_index]!r} is fixed (fix=): it has no impacts")
+    kept = [k for k in range(K) if free[P + k]]
+    if not kept:
+        raise ValueError("every nuisance is fixed (fix=): there are no impacts")
     z_hat = np.concatenate([fit.theta, fit.nu])
     cov = np.asarray(fit.covariance, dtype=np.float64)
-    err = np.sqrt(np.diag(cov))[P:]
+    err_all = np.sqrt(np.diag(cov))[P:]
+    err = err_all[kept]
     if not np.all(np.isfinite(err)):
-        bad = [nu_names[k] for k in np.flatnonzero(~np.isfinite(err))]
+        bad = [nu_names[kept[i]] for i in np.flatnonzero(~np.isfinite(err))]
         raise ValueError(f"the covariance of the fit is singular or not positive (nuisances "
                          f"{bad} have no finite post-fit error): impacts are undefined")
-    gauss = np.asarray(lik.gaussian, dtype=bool)
-    aux = data[3] if len(data) > 3 and data[3] is not None else np.zeros(K)
+    gauss = np.asarray(lik.gaussian, dtype=bool)[kept]
+    aux_all = data[3] if len(data) > 3 and data[3] is not None else np.zeros(K)
+    aux = np.asarray(aux_all)[kept]
     items = []
-    for k in range(K):
-        nu = z_hat[P + k]
-        vals = [nu + err[k], nu - err[k]] + ([nu + 1.0, nu - 1.0] if gauss[k] else [])
-        items += [(P + k, v) for v in vals]
+    for i, k in enumerate(kept):
+        j = P + k
+        nu = z_hat[j]
+        vals = [nu + err[i], nu - err[i]] + ([nu + 1.0, nu - 1.0] if gauss[i] else [])
+        items += [(j, float(np.clip(v, lower[j], upper[j]))) for v in vals]
     res = run_items(impacts_task, items, n_jobs,
-                    (lik, data, z_hat, cov, fit.hessian), verbose, "impacts")
+                    (lik, data, z_hat, cov, fit.hessian, controls), verbose, "impacts")
     th = fit.theta[poi_index]
-    up, down = np.full(K, np.nan), np.full(K, np.nan)
-    pre_up, pre_down = np.full(K, np.nan), np.full(K, np.nan)
-    ok = np.ones(K, dtype=bool)
+    n = len(kept)
+    up, down = np.full(n, np.nan), np.full(n, np.nan)
+    pre_up, pre_down = np.full(n, np.nan), np.full(n, np.nan)
+    ok = np.ones(n, dtype=bool)
     q_best, where = fit.q, None
-    i = 0
-    for k in range(K):
-        n_k = 4 if gauss[k] else 2
+    r = 0
+    for i in range(n):
+        n_k = 4 if gauss[i] else 2
         shifts = []
-        for z, q, success in res[i:i + n_k]:
+        for z, q, success in res[r:r + n_k]:
             shifts.append(z[poi_index] - th)
-            ok[k] &= bool(success)
+            ok[i] &= bool(success)
             if np.isfinite(q) and q > q_best + BETTER_TOL:
                 q_best, where = q, z
-        up[k], down[k] = shifts[0], shifts[1]
-        if gauss[k]:
-            pre_up[k], pre_down[k] = shifts[2], shifts[3]
-        i += n_k
+        up[i], down[i] = shifts[0], shifts[1]
+        if gauss[i]:
+            pre_up[i], pre_down[i] = shifts[2], shifts[3]
+        r += n_k
     if where is not None:
         warnings.warn(f"a fit with one nuisance fixed reached q = {q_best:.10g} above the global "
                       f"fit's {fit.q:.10g} (at {lik.describe(where)}): the global fit is a local "
                       "maximum; refit the model (e.g. with starts) and recompute the impacts",
                       RuntimeWarning, stacklevel=3)
-    nu_hat = z_hat[P:]
+    nu_hat = z_hat[P:][kept]
     pulls = np.where(gauss, nu_hat - aux, np.nan)
     key = np.maximum(np.abs(np.nan_to_num(up)), np.abs(np.nan_to_num(down)))
     order = np.argsort(-key, kind="stable")
     return ImpactsResult(pois[poi_index], float(th), float(np.sqrt(cov[poi_index, poi_index])),
-                         [nu_names[k] for k in order], nu_hat[order], pulls[order], err[order],
-                         gauss[order], up[order], down[order], pre_up[order], pre_down[order],
-                         ok[order], float(fit.q))
+                         [nu_names[kept[i]] for i in order], nu_hat[order], pulls[order],
+                         err[order], gauss[order], up[order], down[order], pre_up[order],
+                         pre_down[order], ok[order], float(fit.q))

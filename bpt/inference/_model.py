@@ -28,6 +28,7 @@ from ._io import read_model, save_model
 from ._layout import (MAX_TOTAL_WEIGHT, Nuisance, Process, build_layout, check_fractions,
                       check_nuisance_names, check_spec, coefficients, _check_name)
 from ._likelihood import Likelihood
+from ._progress import check_verbose
 from ._statistics import Statistics
 from ._toys import PseudoData
 
@@ -238,7 +239,6 @@ class AdditiveModel(PseudoData, Statistics):
         """
         from ._gof import check_n_bins, resolve_quantity, unbinned_gof
         from ._toys import seed_sequences
-        from ._tools_progress import check_verbose
         verbose = check_verbose(verbose)
         n_bins = check_n_bins(n_bins)
         if (isinstance(n_toys, bool) or not isinstance(n_toys, numbers.Integral)

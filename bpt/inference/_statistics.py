@@ -200,9 +200,18 @@ class Statistics(ToyStatistics):
         """Maximum-likelihood fit of (theta, nu): the best of several starts.
 
         Starts: (theta, nu) = (0, 0); the first maximum moved by -2 and +2 standard
-        errors along each POI in turn; and every row of ``starts`` ((M, P) POI values,
-        nuisances at 0).  Later calls that find a better point (``profile``, ``scan``,
-        ``interval``) refit from there and replace the remembered result.
+        errors along each POI in turn; and every row of ``starts``: (M, P) POI values
+        (nuisances at 0) or (M, P + K) full points (theta, nu).  Later calls that find a
+        better point (``profile``, ``scan``, ``interval``) refit from there and replace
+        the remembered result.
+
+        Limitation: the automatic starts move only the POIs, so a second maximum that
+        is reached by moving a nuisance (e.g. a nuisance with a two-valued effect) can
+        be missed.  Starts that also move each nuisance by +-2 post-fit errors would
+        cost 2 K more fits (measured: a fit of 1 POI + 2 nuisances takes 2.2-2.6 times
+        longer; with 20 nuisances about 9 times), so they are not automatic: give such
+        points as full rows of ``starts``, or check with ``scan`` / ``impacts`` (a refit
+        above the fit warns).
 
         ``fix``: {parameter name: value} held fixed; ``bounds``: {parameter name: (low,
         high)} (None = no bound on that side), e.g. ``bounds={"mu_b": (0, None)}``.  The
@@ -220,12 +229,16 @@ class Statistics(ToyStatistics):
         controls = self._controls(fix, bounds)
         extra = ()
         if starts is not None:
+            P, K = self.n_pois, self.n_nuisances
             th = check_finite(starts, "starts", ndim=(1, 2))
-            th = th.reshape(-1, self.n_pois) if th.ndim == 1 else th
-            if th.shape[1] != self.n_pois:
-                raise ValueError(f"starts must have shape (M, {self.n_pois}), got {th.shape}")
-            extra = [np.concatenate([t, np.zeros(self.n_nuisances)]) for t in th]
-            for a in range(self.n_pois):
+            th = th.reshape(-1, P) if th.ndim == 1 else th
+            if th.shape[1] not in (P, P + K):
+                raise ValueError(f"starts must have shape (M, {P}) (POIs) or (M, {P + K}) "
+                                 f"(POIs and nuisances), got {th.shape}")
+            if th.shape[1] == P:
+                th = np.concatenate([th, np.zeros((th.shape[0], K))], axis=1)
+            extra = list(th)
+            for a in range(P + K):
                 self._check_inside(th[:, a], a, controls, "starts")
         fit = self._fit(lik, data, starts=extra, controls=controls)
         self._remember(data, controls, fit)
@@ -424,25 +437,31 @@ class Statistics(ToyStatistics):
         start = self._point(np.zeros(self.n_pois) if theta is None else theta, nu)
         return make_minuit(self.likelihood_, self._data(X, weight), start)
 
-    def impacts(self, X, weight=None, poi=0, n_jobs=None, verbose=0):
+    def impacts(self, X, weight=None, poi=0, n_jobs=None, fix=None, bounds=None, verbose=0):
         """Impacts of every nuisance on one POI: an :class:`ImpactsResult`, ranked.
 
         For each nuisance, the shift of the POI's best fit when the nuisance is fixed at
         nu^ +- its post-fit error (``impact_up`` / ``impact_down``) and at nu^ +- 1, its
         pre-fit width (``prefit_up`` / ``prefit_down``; NaN for free-floating nuisances),
         all other parameters refitted.  Ranked by max(|impact_up|, |impact_down|).  The
-        refits run through joblib like :meth:`scan` (``n_jobs``); ``verbose`` > 0 logs
-        progress to the "bpt" logger.  Uses the remembered fit of the data (or fits).
+        refits run through joblib like :meth:`scan` (``n_jobs``); ``verbose``: progress
+        as in :meth:`scan`.  Uses the remembered fit of the data (or fits).
+
+        ``fix`` / ``bounds`` as in :meth:`fit`: the global fit and every refit use them.
+        A nuisance in ``fix`` has no row in the result (it has no impact); the values a
+        bounded nuisance is fixed at are clipped into its bounds, and a nuisance that
+        sits at its bound has post-fit error 0 (so zero post-fit impacts).  The POI
+        itself cannot be fixed (ValueError).
         See docs/inference.md (*Impacts*) and ``bpt.plotting.plot_impacts``.
         """
         from ._impacts import compute_impacts
-        from ._tools_progress import check_verbose
         verbose = check_verbose(verbose)
         j = self._poi_index(poi)
         data = self._data(X, weight)
         lik = self.likelihood_
-        fit = self._fit_cached(lik, data)
-        return compute_impacts(lik, data, fit, j, n_jobs, verbose)
+        controls = self._controls(fix, bounds)
+        fit = self._fit_cached(lik, data, controls)
+        return compute_impacts(lik, data, fit, j, n_jobs, verbose, controls)
 
 
 def _aux(data, n_nuisances):
