@@ -20,6 +20,22 @@ class RateError(ValueError):
     or when q or its derivatives overflow there."""
 
 
+def add_gaussian_constraints(q, G, H, z, n_pois, gaussian, data, order):
+    """q plus the Gaussian constraint terms -nu_k^2/2 + a_k nu_k of the nuisances
+    ``gaussian`` selects (a = ``data[3]``, the global observables, default 0); G and H
+    (of z = (theta, nu)) are updated in place up to ``order``.  See docs/math.md."""
+    nu = z[n_pois:]
+    gm = gaussian
+    aux = data[3] if len(data) > 3 and data[3] is not None else np.zeros(nu.shape[0])
+    q += -0.5 * float(np.sum(nu[gm] ** 2)) + float(np.sum(aux[gm] * nu[gm]))
+    if order >= 1:
+        G[n_pois:][gm] -= nu[gm] - aux[gm]
+    if order >= 2:
+        idx = n_pois + np.flatnonzero(gm)
+        H[idx, idx] -= 1.0
+    return q
+
+
 class Likelihood:
     """q_{theta,nu}(D) of docs/math.md (section 4) relative to z = 0, with exact derivatives.
 

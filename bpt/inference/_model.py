@@ -103,9 +103,8 @@ class AdditiveModel(PseudoData, Statistics):
         self._last_fit = None
 
     def __getstate__(self):
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state["_cache"] = CoefficientCache(2)    # weak references do not pickle
-        state["_last_fit"] = None
         return state
 
     def save(self, path, allow_pickle=False):
@@ -125,10 +124,6 @@ class AdditiveModel(PseudoData, Statistics):
     @property
     def process_names(self):
         return [p.name for p in self.processes]
-
-    @property
-    def nuisance_names(self):
-        return [n.name for n in self.nuisances]
 
     # ------------------------------------------------------------------ coefficients
     def _coefficients(self, X):

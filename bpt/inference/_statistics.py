@@ -40,7 +40,16 @@ class Statistics(ToyStatistics):
 
     _last_fit = None
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_last_fit"] = None    # the last fit is a cache, not part of the model
+        return state
+
     # ------------------------------------------------------------------ parameters
+    @property
+    def nuisance_names(self):
+        return [n.name for n in self.nuisances]
+
     @property
     def n_pois(self):
         return len(self.pois)
