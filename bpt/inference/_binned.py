@@ -21,7 +21,7 @@ from .._validation import check_features, check_finite
 from ._kernels import accumulate
 from ._layout import (_check_name, build_layout, check_nuisance_names, check_spec,
                       process_block)
-from ._likelihood import RateError, add_gaussian_constraints
+from ._likelihood import RateError, add_gaussian_constraints, describe_point
 from ._statistics import Statistics
 from ._toys import ToyGenerator
 
@@ -76,9 +76,7 @@ class BinnedLikelihood:
         return out
 
     def describe(self, z):
-        z = np.asarray(z, dtype=np.float64)
-        th, nu = z[:self.n_pois], z[self.n_pois:]
-        return f"theta={np.round(th, 6).tolist()}, nu={np.round(nu, 6).tolist()}"
+        return describe_point(z, self.n_pois)
 
     def rate_message(self, z, n_bad, first, n_events):
         if n_bad < 0:
@@ -397,10 +395,7 @@ class BinnedChannel(Statistics):
         if global_observables is None and isinstance(X, BinnedData):
             aux = X.global_observables
         if global_observables is not None:
-            aux = np.atleast_1d(check_finite(global_observables, "global_observables"))
-            if aux.shape != (self.n_nuisances,):
-                raise ValueError(f"global_observables must have length {self.n_nuisances} "
-                                 f"(nuisances {self.nuisance_names}), got shape {aux.shape}")
+            aux = self._global_observables(global_observables)
         return BinnedData(counts, aux)
 
     def _data(self, X, weight=None):

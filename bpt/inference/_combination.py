@@ -14,11 +14,10 @@ import hashlib
 
 import numpy as np
 
-from .._validation import check_finite
 from ._binned import BinnedChannel, BinnedData
 from ._dataset import Dataset
 from ._layout import _check_name, as_nuisances
-from ._likelihood import RateError, add_gaussian_constraints
+from ._likelihood import RateError, add_gaussian_constraints, describe_point
 from ._model import AdditiveModel
 from ._statistics import Statistics
 from ._toys import ToyGenerator
@@ -43,9 +42,7 @@ class CombinedLikelihood:
         self.channel_names = list(channel_names)
 
     def describe(self, z):
-        z = np.asarray(z, dtype=np.float64)
-        th, nu = z[:self.n_pois], z[self.n_pois:]
-        return f"theta={np.round(th, 6).tolist()}, nu={np.round(nu, 6).tolist()}"
+        return describe_point(z, self.n_pois)
 
     def rate_message(self, z, n_bad, first, n_events):
         if n_bad < 0:
@@ -282,10 +279,7 @@ class Combination(Statistics):
                                      f"channel {c.name!r}: {msg}") from None
             aux = None
         if global_observables is not None:
-            aux = np.atleast_1d(check_finite(global_observables, "global_observables"))
-            if aux.shape != (self.n_nuisances,):
-                raise ValueError(f"global_observables must have length {self.n_nuisances} "
-                                 f"(nuisances {self.nuisance_names}), got shape {aux.shape}")
+            aux = self._global_observables(global_observables)
         return CombinedData(self, parts, aux)
 
     def _data(self, X, weight=None):

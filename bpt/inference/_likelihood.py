@@ -20,6 +20,13 @@ class RateError(ValueError):
     or when q or its derivatives overflow there."""
 
 
+def describe_point(z, n_pois):
+    """'theta=[...], nu=[...]' of the point z = (theta, nu), for messages."""
+    z = np.asarray(z, dtype=np.float64)
+    th, nu = z[:n_pois], z[n_pois:]
+    return f"theta={np.round(th, 6).tolist()}, nu={np.round(nu, 6).tolist()}"
+
+
 def add_gaussian_constraints(q, G, H, z, n_pois, gaussian, data, order):
     """q plus the Gaussian constraint terms -nu_k^2/2 + a_k nu_k of the nuisances
     ``gaussian`` selects (a = ``data[3]``, the global observables, default 0); G and H
@@ -73,8 +80,7 @@ class Likelihood:
         return z[:self.n_pois], z[self.n_pois:]
 
     def describe(self, z):
-        th, nu = self.split(np.asarray(z, dtype=np.float64))
-        return f"theta={np.round(th, 6).tolist()}, nu={np.round(nu, 6).tolist()}"
+        return describe_point(z, self.n_pois)
 
     def rate_message(self, z, n_bad, first, n_events):
         if n_bad < 0:

@@ -140,10 +140,7 @@ class AdditiveModel(PseudoData, Statistics):
         """
         aux = None
         if global_observables is not None:
-            aux = np.atleast_1d(check_finite(global_observables, "global_observables"))
-            if aux.shape != (self.n_nuisances,):
-                raise ValueError(f"global_observables must have length {self.n_nuisances} "
-                                 f"(nuisances {self.nuisance_names}), got shape {aux.shape}")
+            aux = self._global_observables(global_observables)
         if isinstance(X, Dataset):
             self._check_owner(X)
             if weight is None and aux is None:

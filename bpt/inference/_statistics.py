@@ -63,6 +63,14 @@ class Statistics(ToyStatistics):
         """All parameter names in z = (theta, nu) order."""
         return list(self.pois) + list(self.nuisance_names)
 
+    def _global_observables(self, global_observables):
+        """The validated (K,) global observables a (not None)."""
+        aux = np.atleast_1d(check_finite(global_observables, "global_observables"))
+        if aux.shape != (self.n_nuisances,):
+            raise ValueError(f"global_observables must have length {self.n_nuisances} "
+                             f"(nuisances {self.nuisance_names}), got shape {aux.shape}")
+        return aux
+
     def _point(self, theta, nu):
         P, K = self.n_pois, self.n_nuisances
         th = np.atleast_1d(check_finite(theta, "theta"))
