@@ -272,23 +272,8 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
                 X_val, val_fn = validation
                 val_pred = ens.predict(X_val, b, b + 1, out=val_pred)
                 val_loss.append(float(val_fn(val_pred)))
-            if self.verbose:
-                self._report(b, tree, train_loss, val_loss, time.perf_counter() - t_start)
-            info = IterationInfo(b + 1, train_loss[-1], val_loss[-1] if val_loss else None,
-                                 self)
-            stop_cb = False
-            for cb in callbacks:
-                stop_cb = bool(cb(info)) or stop_cb
-            if early and self._should_stop(monitored):
-                if self.verbose:
-                    logger.info("[%s] early stopping after %d trees: no improvement of the %s "
-                                "loss in the last %d trees", self._name, b + 1,
-                                "validation" if validation is not None else "training",
-                                self.n_iter_no_change)
-                break
-            if stop_cb:
-                if self.verbose:
-                    logger.info("[%s] stopped by a callback after %d trees", self._name, b + 1)
+            if self._tree_done(b, tree, train_loss, val_loss, t_start, callbacks,
+                               monitored if early else None, validation is not None):
                 break
         if early:
             best = int(np.argmin(monitored)) + 1          # first minimum
@@ -309,6 +294,29 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
                 f"{type(self).__name__}: no valid split was found in any tree (constant "
                 "features, or too few events / too little weight for min_samples_leaf and "
                 "min_weight_leaf); the model is constant", UserWarning)
+
+    def _tree_done(self, b, tree, train_loss, val_loss, t_start, callbacks, monitored,
+                   validated):
+        """After tree b of a boosting loop: the verbose report, the callbacks and the early
+        stopping rule (``monitored``: the monitored losses, None without early stopping).
+        Returns True to stop boosting."""
+        if self.verbose:
+            self._report(b, tree, train_loss, val_loss, time.perf_counter() - t_start)
+        info = IterationInfo(b + 1, train_loss[-1], val_loss[-1] if val_loss else None, self)
+        stop_cb = False
+        for cb in callbacks:
+            stop_cb = bool(cb(info)) or stop_cb
+        if monitored is not None and self._should_stop(monitored):
+            if self.verbose:
+                logger.info("[%s] early stopping after %d trees: no improvement of the %s "
+                            "loss in the last %d trees", self._name, b + 1,
+                            "validation" if validated else "training", self.n_iter_no_change)
+            return True
+        if stop_cb:
+            if self.verbose:
+                logger.info("[%s] stopped by a callback after %d trees", self._name, b + 1)
+            return True
+        return False
 
     def _should_stop(self, losses):
         """True when none of the last ``n_iter_no_change`` losses is below the lowest loss

@@ -36,8 +36,7 @@ import numba
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import (EARLY_STOPPING_MIN_ROWS, WEIGHT_FLOOR, IterationInfo, _verbose_logging,
-                    logger, weight_scale)
+from ._base import EARLY_STOPPING_MIN_ROWS, WEIGHT_FLOOR, _verbose_logging, weight_scale
 from ._bit import BoostedInformationTree, _transform_targets
 from ._bpt import BoostedParametricTree, _unique_rows
 from ._engine._binning import BinMapper
@@ -698,23 +697,8 @@ class _DaskMixin:
             for j, k in enumerate(("sent", "received", "round_trips", "worker_seconds")):
                 traffic[k].append(now[j] - counters[j])
             counters = now
-            if self.verbose:
-                self._report(b, tree, train_loss, val_loss, time.perf_counter() - t_start)
-            info = IterationInfo(b + 1, train_loss[-1], val_loss[-1] if val_loss else None,
-                                 self)
-            stop_cb = False
-            for cb in callbacks:
-                stop_cb = bool(cb(info)) or stop_cb
-            if early and self._should_stop(monitored):
-                if self.verbose:
-                    logger.info("[%s] early stopping after %d trees: no improvement of the "
-                                "%s loss in the last %d trees", self._name, b + 1,
-                                "validation" if vcl is not None else "training",
-                                self.n_iter_no_change)
-                break
-            if stop_cb:
-                if self.verbose:
-                    logger.info("[%s] stopped by a callback after %d trees", self._name, b + 1)
+            if self._tree_done(b, tree, train_loss, val_loss, t_start, callbacks,
+                               monitored if early else None, vcl is not None):
                 break
         if early:
             ens.truncate(int(np.argmin(monitored)) + 1)

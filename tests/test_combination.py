@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
+from _models import ExactFractions, ExactRatio, ExactShape
 from bpt.inference import (AdditiveModel, BinnedChannel, BinnedData, Combination, CombinedData,
                            Nuisance, Process, RateError, load_model)
 
@@ -24,36 +25,6 @@ BETA, KAPPA, SIG, BKG = 0.15, 0.2, 300.0, 300.0
 
 
 # ----------------------------------------------------------------------------- exact pieces
-class ExactRatio:
-    """r(x|theta) = (1 + theta x1 / 2)^2: R_theta = x1, R_theta^2 = x1^2 / 4."""
-    terms_ = [(0,), (0, 0)]
-    n_parameters = 1
-
-    def predict(self, X):
-        x = np.asarray(X)[:, 0]
-        return np.column_stack([x, 0.25 * x * x])
-
-
-class ExactShape:
-    """S(x|nu) = exp(BETA nu (x1 - 1))."""
-    terms_ = [(0,), (0, 0)]
-    n_nuisances = 1
-
-    def predict(self, X):
-        x = np.asarray(X)[:, 0]
-        return np.column_stack([BETA * (x - 1.0), np.zeros_like(x)])
-
-
-class ExactFractions:
-    classes_ = np.array(["bkg", "sig"])
-
-    def predict_proba(self, X):
-        x = np.asarray(X)[:, 0]
-        s = SIG * np.exp(-x)
-        b = BKG * 2.0 * np.exp(-2.0 * x)
-        return np.column_stack([b / (s + b), s / (s + b)])
-
-
 class SignalStrength:
     """R = 1 + mu (a linear signal strength)."""
     terms_ = [(0,)]
@@ -72,9 +43,9 @@ def simulate(n, seed):
 
 def unbinned(xs, ws, xb, wb, name):
     return AdditiveModel(
-        [Process("sig", xs, ws, ratio=ExactRatio(), systematics=[(ExactShape(), ["shape"])]),
+        [Process("sig", xs, ws, ratio=ExactRatio(), systematics=[(ExactShape(BETA), ["shape"])]),
          Process("bkg", xb, wb, normalization={"norm": KAPPA})],
-        pois=["theta"], nuisances=["shape", "norm"], fractions=ExactFractions(), name=name)
+        pois=["theta"], nuisances=["shape", "norm"], fractions=ExactFractions(SIG, BKG), name=name)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +98,7 @@ def test_binned_one_event_per_bin_is_a_poisson_likelihood():
     allx = np.sort(np.concatenate([xs[:, 0], xb[:, 0]]))
     edges = np.concatenate([[allx[0] - 1], 0.5 * (allx[1:] + allx[:-1]), [allx[-1] + 1]])
     ch = BinnedChannel([Process("sig", xs, ws, ratio=ExactRatio(),
-                                systematics=[(ExactShape(), ["shape"])]),
+                                systematics=[(ExactShape(BETA), ["shape"])]),
                         Process("bkg", xb, wb, normalization={"norm": KAPPA})],
                        ["theta"], ["shape", Nuisance("norm", constraint=None)], 0, edges,
                        luminosity=("lumi", 0.05) if False else None)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
+from _models import ExactFractions, ExactRatio, ExactShape
 from bpt.inference import AdditiveModel, Dataset, Nuisance, Process, RateError
 
 BETA, KAPPA, SIG, BKG = 0.15, 0.2, 300.0, 300.0
@@ -26,40 +27,6 @@ CRIT1 = 1.0            # the default interval / coverage level: one sigma (issue
 
 
 # ----------------------------------------------------------------------------- exact functions
-class ExactRatio:
-    """R_A(x) of r(x|theta) = (1 + theta x1/2)^2."""
-    terms_ = [(0,), (0, 0)]
-    n_parameters = 1
-
-    def __init__(self):
-        self.n_calls = 0
-
-    def predict(self, X):
-        self.n_calls += 1
-        x = np.asarray(X)[:, 0]
-        return np.column_stack([x, 0.25 * x * x])
-
-
-class ExactShape:
-    """Delta_A(x) of S(x|nu) = exp(BETA nu (x1 - 1))."""
-    terms_ = [(0,), (0, 0)]
-    n_nuisances = 1
-
-    def predict(self, X):
-        x = np.asarray(X)[:, 0]
-        return np.column_stack([BETA * (x - 1.0), np.zeros_like(x)])
-
-
-class ExactFractions:
-    classes_ = np.array(["bkg", "sig"])
-
-    def predict_proba(self, X):
-        x = np.asarray(X)[:, 0]
-        s = SIG * np.exp(-x)
-        b = BKG * 2.0 * np.exp(-2.0 * x)
-        return np.column_stack([b / (s + b), s / (s + b)])
-
-
 class Exact2Ratio:
     """Two POIs: r = (1 + theta1 a1 + theta2 a2)^2 with a1 = x1/2, a2 = x2 - 1/2."""
     terms_ = [(0,), (1,), (0, 0), (0, 1), (1, 1)]
@@ -90,7 +57,7 @@ def numpy_q(theta, nu, X, w, sim, lumi=None):
     """q of docs/math.md section 4 written out for the analytic setup."""
     xs, ws, xb, wb = sim
     x = X[:, 0]
-    f = ExactFractions().predict_proba(X)
+    f = ExactFractions(SIG, BKG).predict_proba(X)
     L = 1.0 if lumi is None else (1 + lumi[1]) ** lumi[0]
     r = L * (f[:, 1] * (1 + theta * x / 2) ** 2 * np.exp(nu[0] * BETA * (x - 1))
              + f[:, 0] * (1 + KAPPA) ** nu[1])
@@ -112,7 +79,7 @@ def sim():
 
 @pytest.fixture(scope="module")
 def exact(sim):
-    return make_model(sim, ExactRatio(), ExactShape(), ExactFractions())
+    return make_model(sim, ExactRatio(), ExactShape(BETA), ExactFractions(SIG, BKG))
 
 
 @pytest.fixture(scope="module")
@@ -197,10 +164,10 @@ def test_subsampled_steering_hessian(exact, asimov):
 def test_luminosity_and_free_normalisation(sim):
     xs, ws, xb, wb = sim
     m = AdditiveModel(
-        [Process("sig", xs, ws, ratio=ExactRatio(), systematics=[(ExactShape(), "shape")]),
+        [Process("sig", xs, ws, ratio=ExactRatio(), systematics=[(ExactShape(BETA), "shape")]),
          Process("bkg", xb, wb, normalization={"norm": KAPPA})],
         pois=["theta"], nuisances=["shape", "norm", Nuisance("lumi")],
-        fractions=ExactFractions(), luminosity=("lumi", 0.05))
+        fractions=ExactFractions(SIG, BKG), luminosity=("lumi", 0.05))
     X, w = m.asimov([0.1], [0.2, -0.3, 0.4])
     for theta, nu in POINTS[1:]:
         ref = numpy_q(theta[0], nu, X, w, sim, lumi=(0.7, 0.05))
@@ -209,7 +176,7 @@ def test_luminosity_and_free_normalisation(sim):
     free = AdditiveModel([Process("sig", xs, ws, ratio=ExactRatio()),
                           Process("bkg", xb, wb, normalization={"mu": 1.0})],
                          pois=["theta"], nuisances=[Nuisance("mu", constraint=None)],
-                         fractions=ExactFractions())
+                         fractions=ExactFractions(SIG, BKG))
     Xa, wa = free.asimov([0.0], [0.5])
     fit = free.fit(Xa, wa)
     assert fit.success
@@ -220,12 +187,12 @@ def test_luminosity_and_free_normalisation(sim):
 def test_ratio_mapped_to_named_poi(sim, asimov):
     """ratio=(model, [POI names]) maps the model's parameters onto the named POIs."""
     xs, ws, xb, wb = sim
-    one = make_model(sim, ExactRatio(), ExactShape(), ExactFractions())
+    one = make_model(sim, ExactRatio(), ExactShape(BETA), ExactFractions(SIG, BKG))
     two = AdditiveModel(
         [Process("sig", xs, ws, ratio=(ExactRatio(), ["theta"]),
-                 systematics=[(ExactShape(), ["shape"])]),
+                 systematics=[(ExactShape(BETA), ["shape"])]),
          Process("bkg", xb, wb, normalization={"norm": KAPPA})],
-        pois=["other", "theta"], nuisances=["shape", "norm"], fractions=ExactFractions())
+        pois=["other", "theta"], nuisances=["shape", "norm"], fractions=ExactFractions(SIG, BKG))
     X, w = asimov
     assert two.q([0.7, 0.2], [0.1, 0.3], X, w) == pytest.approx(one.q([0.2], [0.1, 0.3], X, w))
     with pytest.raises(ValueError, match="unknown POI 'c9'"):
@@ -234,7 +201,7 @@ def test_ratio_mapped_to_named_poi(sim, asimov):
 
 def test_dataset_cache_and_prepare(sim):
     ratio = ExactRatio()
-    m = make_model(sim, ratio, ExactShape(), ExactFractions())
+    m = make_model(sim, ratio, ExactShape(BETA), ExactFractions(SIG, BKG))
     X = sim[0][:500].copy()
     m.q([0.1], [0.0, 0.0], X)
     n = ratio.n_calls
@@ -249,7 +216,7 @@ def test_dataset_cache_and_prepare(sim):
     assert m.q([0.2], [0.1, 0.0], ds) == q1
     Xd, wd = ds
     assert wd is None and Xd.shape == (500, 2)
-    other = make_model(sim, ExactRatio(), ExactShape(), ExactFractions())
+    other = make_model(sim, ExactRatio(), ExactShape(BETA), ExactFractions(SIG, BKG))
     with pytest.raises(ValueError, match="different AdditiveModel"):
         other.q([0.2], [0.1, 0.0], ds)
 
@@ -357,9 +324,10 @@ def test_unbinned_narrower_than_binned(exact, sim, asimov):
 def test_two_poi_contour_scan(sim):
     xs, ws, xb, wb = sim
     m = AdditiveModel([Process("sig", xs, ws, ratio=Exact2Ratio(),
-                               systematics=[(ExactShape(), ["shape"])]),
+                               systematics=[(ExactShape(BETA), ["shape"])]),
                        Process("bkg", xb, wb, normalization={"norm": KAPPA})],
-                      pois=["c1", "c2"], nuisances=["shape", "norm"], fractions=ExactFractions())
+                      pois=["c1", "c2"], nuisances=["shape", "norm"],
+                      fractions=ExactFractions(SIG, BKG))
     X, w = m.asimov([0.2, -0.3], [0.0, 0.0])
     fit = m.fit(X, w)
     assert fit.success
@@ -415,7 +383,7 @@ def test_toys_negative_weights(sim):
     xs, ws, xb, wb = sim
     wb = wb.copy()
     wb[:100] *= -1
-    m = make_model((xs, ws, xb, wb), ExactRatio(), ExactShape(), ExactFractions())
+    m = make_model((xs, ws, xb, wb), ExactRatio(), ExactShape(BETA), ExactFractions(SIG, BKG))
     with pytest.raises(ValueError, match="100 simulated event.*negative expected weight"):
         m.toys([0.0], [0.0, 0.0], 2, random_state=0)
     toys = m.toys([0.0], [0.0, 0.0], 2, random_state=0, negative_weights="signed")
@@ -452,7 +420,7 @@ def test_nonpositive_rate_raises(sim):
             x = np.asarray(X)[:, 0]
             return np.column_stack([x, np.zeros_like(x)])
 
-    m = make_model(sim, NegativeRatio(), ExactShape(), ExactFractions())
+    m = make_model(sim, NegativeRatio(), ExactShape(BETA), ExactFractions(SIG, BKG))
     X = sim[0][:1000]
     n_bad = None
     with pytest.raises(RateError, match=r"event\(s\) have a predicted rate <= 0") as err:
@@ -460,7 +428,7 @@ def test_nonpositive_rate_raises(sim):
     msg = str(err.value)
     assert "theta=[-2.0]" in msg and "nu=[0.0, 0.0]" in msg
     r = 1 + (-2.0) * X[:, 0]
-    f = ExactFractions().predict_proba(X)
+    f = ExactFractions(SIG, BKG).predict_proba(X)
     n_bad = int(np.sum(f[:, 1] * r + f[:, 0] <= 0))
     assert msg.startswith(f"{n_bad} of 1000 event(s)")
     assert isinstance(err.value, ValueError)
@@ -468,43 +436,44 @@ def test_nonpositive_rate_raises(sim):
 
 def test_bad_models(sim):
     xs, ws, xb, wb = sim
-    sig = Process("sig", xs, ws, ratio=ExactRatio(), systematics=[(ExactShape(), ["shape"])])
+    sig = Process("sig", xs, ws, ratio=ExactRatio(), systematics=[(ExactShape(BETA), ["shape"])])
     bkg = Process("bkg", xb, wb)
 
     class WrongClasses(ExactFractions):
         classes_ = np.array(["bkg", "signal"])
 
     with pytest.raises(ValueError, match="classes_.*do not match"):
-        AdditiveModel([sig, bkg], ["theta"], ["shape"], fractions=WrongClasses())
+        AdditiveModel([sig, bkg], ["theta"], ["shape"], fractions=WrongClasses(SIG, BKG))
     with pytest.raises(ValueError, match="classifier `fractions`.*is required"):
         AdditiveModel([sig, bkg], ["theta"], ["shape"])
     with pytest.raises(ValueError, match="unknown nuisance 'jes'"):
-        AdditiveModel([Process("sig", xs, ws, systematics=[(ExactShape(), ["jes"])]), bkg],
-                      ["theta"], ["shape"], fractions=ExactFractions())
+        AdditiveModel([Process("sig", xs, ws, systematics=[(ExactShape(BETA), ["jes"])]), bkg],
+                      ["theta"], ["shape"], fractions=ExactFractions(SIG, BKG))
     with pytest.raises(ValueError, match="1 nuisance parameter.*2 name"):
-        AdditiveModel([Process("sig", xs, ws, systematics=[(ExactShape(), ["shape", "b"])]),
-                       bkg], ["theta"], ["shape", "b"], fractions=ExactFractions())
+        AdditiveModel([Process("sig", xs, ws, systematics=[(ExactShape(BETA), ["shape", "b"])]),
+                       bkg], ["theta"], ["shape", "b"], fractions=ExactFractions(SIG, BKG))
     with pytest.raises(ValueError, match="not used by any process"):
-        AdditiveModel([sig, bkg], ["theta"], ["shape", "unused"], fractions=ExactFractions())
+        AdditiveModel([sig, bkg], ["theta"], ["shape", "unused"],
+                      fractions=ExactFractions(SIG, BKG))
     with pytest.raises(ValueError, match="unknown nuisance 'x'"):
         AdditiveModel([sig, Process("bkg", xb, wb, normalization={"x": 0.1})], ["theta"],
-                      ["shape"], fractions=ExactFractions())
+                      ["shape"], fractions=ExactFractions(SIG, BKG))
     with pytest.raises(ValueError, match="kappa.*> -1"):
         AdditiveModel([sig, Process("bkg", xb, wb, normalization={"shape": -1.0})], ["theta"],
-                      ["shape"], fractions=ExactFractions())
+                      ["shape"], fractions=ExactFractions(SIG, BKG))
     with pytest.raises(ValueError, match="not fitted"):
         from bpt import BoostedParametricTree
         AdditiveModel([Process("sig", xs, ws, systematics=[(BoostedParametricTree(), ["shape"])]),
-                       bkg], ["theta"], ["shape"], fractions=ExactFractions())
+                       bkg], ["theta"], ["shape"], fractions=ExactFractions(SIG, BKG))
     with pytest.raises(ValueError, match="2 parameters but the model has 1 POIs"):
         AdditiveModel([Process("sig", xs, ws, ratio=Exact2Ratio()), bkg], ["theta"], [],
-                      fractions=ExactFractions())
+                      fractions=ExactFractions(SIG, BKG))
     with pytest.raises(ValueError, match="constraint"):
         Nuisance("a", constraint="flat")
     with pytest.raises(ValueError, match="unique"):
         AdditiveModel([sig, Process("sig", xb, wb)], ["theta"], ["shape"],
-                      fractions=ExactFractions())
-    m = AdditiveModel([sig, bkg], ["theta"], ["shape"], fractions=ExactFractions())
+                      fractions=ExactFractions(SIG, BKG))
+    m = AdditiveModel([sig, bkg], ["theta"], ["shape"], fractions=ExactFractions(SIG, BKG))
     with pytest.raises(ValueError, match="features"):
         m.q([0.0], [0.0], np.zeros((5, 3)))
     with pytest.raises(ValueError, match="n_toys"):

@@ -13,17 +13,8 @@ import pytest
 distributed = pytest.importorskip("distributed")
 joblib = pytest.importorskip("joblib")
 
+from _models import ExactFractions, ExactRatio  # noqa: E402
 from bpt.inference import AdditiveModel, Nuisance, Process  # noqa: E402
-
-
-class Ratio:
-    """r(x|theta) = (1 + theta x1 / 2)^2."""
-    terms_ = [(0,), (0, 0)]
-    n_parameters = 1
-
-    def predict(self, X):
-        x = np.asarray(X)[:, 0]
-        return np.column_stack([x, 0.25 * x * x])
 
 
 class Shape:
@@ -34,15 +25,6 @@ class Shape:
         return 0.15 * (np.asarray(X)[:, :1] - 1.0)
 
 
-class Fractions:
-    classes_ = np.array(["bkg", "sig"])
-
-    def predict_proba(self, X):
-        x = np.asarray(X)[:, 0]
-        s, b = np.exp(-x), 2.0 * np.exp(-2.0 * x)
-        return np.column_stack([b / (s + b), s / (s + b)])
-
-
 @pytest.fixture(scope="module")
 def model():
     rng = np.random.default_rng(0)
@@ -50,10 +32,11 @@ def model():
     xs = np.column_stack([rng.exponential(1.0, n), rng.uniform(size=n)])
     xb = np.column_stack([rng.exponential(0.5, n), rng.uniform(size=n)])
     w = np.full(n, 300.0 / n)
-    return AdditiveModel([Process("sig", xs, w, ratio=Ratio(), systematics=[(Shape(), ["shape"])]),
+    return AdditiveModel([Process("sig", xs, w, ratio=ExactRatio(),
+                                  systematics=[(Shape(), ["shape"])]),
                           Process("bkg", xb, w, normalization={"norm": 0.2})],
                          pois=["theta"], nuisances=[Nuisance("shape"), Nuisance("norm")],
-                         fractions=Fractions())
+                         fractions=ExactFractions(1.0, 1.0))
 
 
 @pytest.fixture(scope="module")

@@ -15,40 +15,13 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
+from _models import ExactFractions, ExactRatio, ExactShape
 from bpt.inference import (PYHF_MODIFIER_SETTINGS, AdditiveModel, GoodnessOfFitResult,
                            ImpactsResult, Nuisance, Process, saturated_gof, to_pyhf_workspace)
 
 BETA, KAPPA, SIG, BKG = 0.3, 0.2, 400.0, 400.0
 N_SIM = 4000
 THETA_TRUE = 0.3
-
-
-class ExactRatio:
-    terms_ = [(0,), (0, 0)]
-    n_parameters = 1
-
-    def predict(self, X):
-        x = np.asarray(X)[:, 0]
-        return np.column_stack([x, 0.25 * x * x])
-
-
-class ExactShape:
-    terms_ = [(0,), (0, 0)]
-    n_nuisances = 1
-
-    def predict(self, X):
-        x = np.asarray(X)[:, 0]
-        return np.column_stack([BETA * (x - 1.0), np.zeros_like(x)])
-
-
-class ExactFractions:
-    classes_ = np.array(["bkg", "sig"])
-
-    def predict_proba(self, X):
-        x = np.asarray(X)[:, 0]
-        s = SIG * np.exp(-x)
-        b = BKG * 2.0 * np.exp(-2.0 * x)
-        return np.column_stack([b / (s + b), s / (s + b)])
 
 
 def simulate(n, seed):
@@ -61,17 +34,17 @@ def simulate(n, seed):
 def make_model(sim, norm_constraint="gaussian"):
     xs, ws, xb, wb = sim
     return AdditiveModel(
-        [Process("sig", xs, ws, ratio=ExactRatio(), systematics=[(ExactShape(), ["shape"])]),
+        [Process("sig", xs, ws, ratio=ExactRatio(), systematics=[(ExactShape(BETA), ["shape"])]),
          Process("bkg", xb, wb, normalization={"norm": KAPPA})],
         pois=["theta"], nuisances=[Nuisance("shape"), Nuisance("norm", norm_constraint)],
-        fractions=ExactFractions())
+        fractions=ExactFractions(SIG, BKG))
 
 
 def numpy_q(z, x, sim, aux=(0.0, 0.0), norm_constrained=True):
     """q of docs/math.md section 4 for the setup, unit-weight events x."""
     theta, nu_s, nu_b = z
     xs, ws, xb, wb = sim
-    f = ExactFractions().predict_proba(x[:, None])
+    f = ExactFractions(SIG, BKG).predict_proba(x[:, None])
     r = (f[:, 1] * (1 + theta * x / 2) ** 2 * np.exp(nu_s * BETA * (x - 1))
          + f[:, 0] * (1 + KAPPA) ** nu_b)
     x0 = xs[:, 0]

@@ -21,7 +21,7 @@ from .._validation import check_features, check_finite
 from ._kernels import accumulate
 from ._layout import (_check_name, build_layout, check_nuisance_names, check_spec,
                       process_block)
-from ._likelihood import RateError
+from ._likelihood import RateError, add_gaussian_constraints, describe_point
 from ._statistics import Statistics
 from ._toys import ToyGenerator
 
@@ -76,9 +76,7 @@ class BinnedLikelihood:
         return out
 
     def describe(self, z):
-        z = np.asarray(z, dtype=np.float64)
-        th, nu = z[:self.n_pois], z[self.n_pois:]
-        return f"theta={np.round(th, 6).tolist()}, nu={np.round(nu, 6).tolist()}"
+        return describe_point(z, self.n_pois)
 
     def rate_message(self, z, n_bad, first, n_events):
         if n_bad < 0:
@@ -146,16 +144,7 @@ class BinnedLikelihood:
                 H = np.einsum("b,bij->ij", r, Hb[live])
                 Jl = J[live]
                 H -= (Jl * (nl / nul ** 2)[:, None]).T @ Jl
-            P = self.n_pois
-            nu = z[P:]
-            gm = self.gaussian
-            aux = data[3] if len(data) > 3 and data[3] is not None else np.zeros(nu.shape[0])
-            q += -0.5 * float(np.sum(nu[gm] ** 2)) + float(np.sum(aux[gm] * nu[gm]))
-            if order >= 1:
-                G[P:][gm] -= nu[gm] - aux[gm]
-            if order >= 2:
-                idx = P + np.flatnonzero(gm)
-                H[idx, idx] -= 1.0
+            q = add_gaussian_constraints(q, G, H, z, self.n_pois, self.gaussian, data, order)
             if not (np.isfinite(q) and np.all(np.isfinite(G)) and np.all(np.isfinite(H))):
                 return np.nan, G, H, -1, -1
         return q, G, H, 0, -1
@@ -251,11 +240,6 @@ class BinnedChannel(Statistics):
                              f", a feature name or a callable, got {obs!r}")
         return int(obs)
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_last_fit"] = None
-        return state
-
     def save(self, path):
         """Save the channel (processes, models, binning) to one file; read it back with
         :func:`bpt.inference.load_model`.  A callable ``observable`` cannot be saved."""
@@ -266,10 +250,6 @@ class BinnedChannel(Statistics):
     @property
     def process_names(self):
         return [p.name for p in self.processes]
-
-    @property
-    def nuisance_names(self):
-        return [n.name for n in self.nuisances]
 
     @property
     def n_bins(self):
@@ -415,10 +395,7 @@ class BinnedChannel(Statistics):
         if global_observables is None and isinstance(X, BinnedData):
             aux = X.global_observables
         if global_observables is not None:
-            aux = np.atleast_1d(check_finite(global_observables, "global_observables"))
-            if aux.shape != (self.n_nuisances,):
-                raise ValueError(f"global_observables must have length {self.n_nuisances} "
-                                 f"(nuisances {self.nuisance_names}), got shape {aux.shape}")
+            aux = self._global_observables(global_observables)
         return BinnedData(counts, aux)
 
     def _data(self, X, weight=None):

@@ -14,11 +14,10 @@ import hashlib
 
 import numpy as np
 
-from .._validation import check_finite
 from ._binned import BinnedChannel, BinnedData
 from ._dataset import Dataset
-from ._layout import Nuisance, _check_name
-from ._likelihood import RateError
+from ._layout import _check_name, as_nuisances
+from ._likelihood import RateError, add_gaussian_constraints, describe_point
 from ._model import AdditiveModel
 from ._statistics import Statistics
 from ._toys import ToyGenerator
@@ -43,9 +42,7 @@ class CombinedLikelihood:
         self.channel_names = list(channel_names)
 
     def describe(self, z):
-        z = np.asarray(z, dtype=np.float64)
-        th, nu = z[:self.n_pois], z[self.n_pois:]
-        return f"theta={np.round(th, 6).tolist()}, nu={np.round(nu, 6).tolist()}"
+        return describe_point(z, self.n_pois)
 
     def rate_message(self, z, n_bad, first, n_events):
         if n_bad < 0:
@@ -70,17 +67,8 @@ class CombinedLikelihood:
                 G[idx] += Gc
             if order >= 2:
                 H[np.ix_(idx, idx)] += Hc
-        P = self.n_pois
-        nu = z[P:]
-        gm = self.gaussian
-        aux = data[3] if len(data) > 3 and data[3] is not None else np.zeros(nu.shape[0])
         with np.errstate(over="ignore", invalid="ignore"):
-            q += -0.5 * float(np.sum(nu[gm] ** 2)) + float(np.sum(aux[gm] * nu[gm]))
-            if order >= 1:
-                G[P:][gm] -= nu[gm] - aux[gm]
-            if order >= 2:
-                idx = P + np.flatnonzero(gm)
-                H[idx, idx] -= 1.0
+            q = add_gaussian_constraints(q, G, H, z, self.n_pois, self.gaussian, data, order)
         if not (np.isfinite(q) and np.all(np.isfinite(G)) and np.all(np.isfinite(H))):
             return np.nan, G, H, -1, -1
         return q, G, H, 0, -1
@@ -137,6 +125,15 @@ def _combine_parts(parts, aux):
     return (tuple(parts), None, None, aux)
 
 
+def _check_exactly(given, used, what, label):
+    """ValueError unless the names ``given`` are exactly the channels' names ``used``."""
+    missing = [n for n in used if n not in given]
+    extra = [n for n in given if n not in used]
+    if missing or extra:
+        raise ValueError(f"{what} must be exactly the channels' {label} {used}: missing "
+                         f"{missing}, not used by any channel {extra}")
+
+
 class Combination(Statistics):
     """Channels that share parameters by name; the same statistics as :class:`AdditiveModel`.
 
@@ -189,27 +186,15 @@ class Combination(Statistics):
             pois = [pois] if isinstance(pois, str) else [_check_name(p, "POI") for p in pois]
             if len(set(pois)) != len(pois):
                 raise ValueError(f"pois must be unique, got {pois}")
-            missing = [p for p in used_pois if p not in pois]
-            extra = [p for p in pois if p not in used_pois]
-            if missing or extra:
-                raise ValueError(f"pois must be exactly the channels' POIs {used_pois}: missing "
-                                 f"{missing}, not used by any channel {extra}")
+            _check_exactly(pois, used_pois, "pois", "POIs")
         if nuisances is None:
             nus = list(used_nus.values())
         else:
-            nus = [Nuisance(n) if isinstance(n, str) else n for n in nuisances]
-            for n in nus:
-                if not isinstance(n, Nuisance):
-                    raise ValueError(f"nuisances must be Nuisance objects or names, got {n!r}")
+            nus = as_nuisances(nuisances)
             given = [n.name for n in nus]
             if len(set(given)) != len(given):
                 raise ValueError(f"nuisance names must be unique, got {given}")
-            missing = [n for n in used_nus if n not in given]
-            extra = [n for n in given if n not in used_nus]
-            if missing or extra:
-                raise ValueError(f"nuisances must be exactly the channels' nuisances "
-                                 f"{list(used_nus)}: missing {missing}, not used by any channel "
-                                 f"{extra}")
+            _check_exactly(given, list(used_nus), "nuisances", "nuisances")
             for n in nus:
                 if n.constraint != used_nus[n.name].constraint:
                     raise ValueError(f"nuisance {n.name!r}: constraint {n.constraint!r} differs "
@@ -226,18 +211,9 @@ class Combination(Statistics):
         self._lik = None
         self._last_fit = None
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_last_fit"] = None
-        return state
-
     @property
     def channel_names(self):
         return [c.name for c in self.channels]
-
-    @property
-    def nuisance_names(self):
-        return [n.name for n in self.nuisances]
 
     def channel(self, name):
         """The channel called ``name``."""
@@ -303,10 +279,7 @@ class Combination(Statistics):
                                      f"channel {c.name!r}: {msg}") from None
             aux = None
         if global_observables is not None:
-            aux = np.atleast_1d(check_finite(global_observables, "global_observables"))
-            if aux.shape != (self.n_nuisances,):
-                raise ValueError(f"global_observables must have length {self.n_nuisances} "
-                                 f"(nuisances {self.nuisance_names}), got shape {aux.shape}")
+            aux = self._global_observables(global_observables)
         return CombinedData(self, parts, aux)
 
     def _data(self, X, weight=None):

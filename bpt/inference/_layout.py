@@ -421,11 +421,16 @@ def check_spec(processes, pois, nuisances):
     pois = [_check_name(n, "POI") for n in pois]
     if not pois or len(set(pois)) != len(pois):
         raise ValueError(f"pois must be a non-empty list of unique names, got {pois}")
-    nus = [Nuisance(n) if isinstance(n, str) else n for n in (nuisances or [])]
+    return processes, pois, as_nuisances(nuisances or [])
+
+
+def as_nuisances(nuisances):
+    """A list of Nuisance objects from Nuisance objects or names (a name: a Gaussian one)."""
+    nus = [Nuisance(n) if isinstance(n, str) else n for n in nuisances]
     for n in nus:
         if not isinstance(n, Nuisance):
             raise ValueError(f"nuisances must be Nuisance objects or names, got {n!r}")
-    return processes, pois, nus
+    return nus
 
 
 def check_nuisance_names(pois, nus):

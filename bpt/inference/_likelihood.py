@@ -20,6 +20,29 @@ class RateError(ValueError):
     or when q or its derivatives overflow there."""
 
 
+def describe_point(z, n_pois):
+    """'theta=[...], nu=[...]' of the point z = (theta, nu), for messages."""
+    z = np.asarray(z, dtype=np.float64)
+    th, nu = z[:n_pois], z[n_pois:]
+    return f"theta={np.round(th, 6).tolist()}, nu={np.round(nu, 6).tolist()}"
+
+
+def add_gaussian_constraints(q, G, H, z, n_pois, gaussian, data, order):
+    """q plus the Gaussian constraint terms -nu_k^2/2 + a_k nu_k of the nuisances
+    ``gaussian`` selects (a = ``data[3]``, the global observables, default 0); G and H
+    (of z = (theta, nu)) are updated in place up to ``order``.  See docs/math.md."""
+    nu = z[n_pois:]
+    gm = gaussian
+    aux = data[3] if len(data) > 3 and data[3] is not None else np.zeros(nu.shape[0])
+    q += -0.5 * float(np.sum(nu[gm] ** 2)) + float(np.sum(aux[gm] * nu[gm]))
+    if order >= 1:
+        G[n_pois:][gm] -= nu[gm] - aux[gm]
+    if order >= 2:
+        idx = n_pois + np.flatnonzero(gm)
+        H[idx, idx] -= 1.0
+    return q
+
+
 class Likelihood:
     """q_{theta,nu}(D) of docs/math.md (section 4) relative to z = 0, with exact derivatives.
 
@@ -57,8 +80,7 @@ class Likelihood:
         return z[:self.n_pois], z[self.n_pois:]
 
     def describe(self, z):
-        th, nu = self.split(np.asarray(z, dtype=np.float64))
-        return f"theta={np.round(th, 6).tolist()}, nu={np.round(nu, 6).tolist()}"
+        return describe_point(z, self.n_pois)
 
     def rate_message(self, z, n_bad, first, n_events):
         if n_bad < 0:

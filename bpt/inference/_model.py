@@ -103,9 +103,8 @@ class AdditiveModel(PseudoData, Statistics):
         self._last_fit = None
 
     def __getstate__(self):
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state["_cache"] = CoefficientCache(2)    # weak references do not pickle
-        state["_last_fit"] = None
         return state
 
     def save(self, path, allow_pickle=False):
@@ -126,10 +125,6 @@ class AdditiveModel(PseudoData, Statistics):
     def process_names(self):
         return [p.name for p in self.processes]
 
-    @property
-    def nuisance_names(self):
-        return [n.name for n in self.nuisances]
-
     # ------------------------------------------------------------------ coefficients
     def _coefficients(self, X):
         """Per-event coefficient rows (N, C) of the layout for features X."""
@@ -145,10 +140,7 @@ class AdditiveModel(PseudoData, Statistics):
         """
         aux = None
         if global_observables is not None:
-            aux = np.atleast_1d(check_finite(global_observables, "global_observables"))
-            if aux.shape != (self.n_nuisances,):
-                raise ValueError(f"global_observables must have length {self.n_nuisances} "
-                                 f"(nuisances {self.nuisance_names}), got shape {aux.shape}")
+            aux = self._global_observables(global_observables)
         if isinstance(X, Dataset):
             self._check_owner(X)
             if weight is None and aux is None:

@@ -40,7 +40,16 @@ class Statistics(ToyStatistics):
 
     _last_fit = None
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_last_fit"] = None    # the last fit is a cache, not part of the model
+        return state
+
     # ------------------------------------------------------------------ parameters
+    @property
+    def nuisance_names(self):
+        return [n.name for n in self.nuisances]
+
     @property
     def n_pois(self):
         return len(self.pois)
@@ -53,6 +62,14 @@ class Statistics(ToyStatistics):
     def parameter_names(self):
         """All parameter names in z = (theta, nu) order."""
         return list(self.pois) + list(self.nuisance_names)
+
+    def _global_observables(self, global_observables):
+        """The validated (K,) global observables a (not None)."""
+        aux = np.atleast_1d(check_finite(global_observables, "global_observables"))
+        if aux.shape != (self.n_nuisances,):
+            raise ValueError(f"global_observables must have length {self.n_nuisances} "
+                             f"(nuisances {self.nuisance_names}), got shape {aux.shape}")
+        return aux
 
     def _point(self, theta, nu):
         P, K = self.n_pois, self.n_nuisances
