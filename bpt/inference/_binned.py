@@ -21,7 +21,7 @@ from .._validation import check_features, check_finite
 from ._kernels import accumulate
 from ._layout import (_check_name, build_layout, check_nuisance_names, check_spec,
                       process_block)
-from ._likelihood import RateError, add_gaussian_constraints, describe_point
+from ._likelihood import RateError, add_gaussian_constraints, describe_point, overflow_message
 from ._statistics import Statistics
 from ._toys import ToyGenerator
 
@@ -80,8 +80,7 @@ class BinnedLikelihood:
 
     def rate_message(self, z, n_bad, first, n_events):
         if n_bad < 0:
-            return (f"channel {self.channel!r}: q or its derivatives are not finite (overflow) "
-                    f"at {self.describe(z)}")
+            return f"channel {self.channel!r}: {overflow_message(z, self.n_pois)}"
         return (f"channel {self.channel!r}: {n_bad} of {self.n_bins} bin(s) have an expected "
                 f"count <= 0 (or not finite) at {self.describe(z)} (first: bin {first})")
 

@@ -17,7 +17,7 @@ import numpy as np
 from ._binned import BinnedChannel, BinnedData
 from ._dataset import Dataset
 from ._layout import _check_name, as_nuisances
-from ._likelihood import RateError, add_gaussian_constraints, describe_point
+from ._likelihood import RateError, add_gaussian_constraints, describe_point, overflow_message
 from ._model import AdditiveModel
 from ._statistics import Statistics
 from ._toys import ToyGenerator
@@ -46,8 +46,7 @@ class CombinedLikelihood:
 
     def rate_message(self, z, n_bad, first, n_events):
         if n_bad < 0:
-            return (f"q or its derivatives are not finite (overflow) at {self.describe(z)}; "
-                    "parameter values or event weights of this magnitude are out of range")
+            return overflow_message(z, self.n_pois)
         return (f"{n_bad} event(s) / bin(s) have a predicted rate <= 0 (or not finite) at "
                 f"{self.describe(z)}")
 

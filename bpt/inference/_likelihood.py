@@ -27,6 +27,12 @@ def describe_point(z, n_pois):
     return f"theta={np.round(th, 6).tolist()}, nu={np.round(nu, 6).tolist()}"
 
 
+def overflow_message(z, n_pois):
+    """The RateError text for a point where q or its derivatives overflow."""
+    return (f"q or its derivatives are not finite (overflow) at {describe_point(z, n_pois)}; "
+            "parameter values or event weights of this magnitude are out of range")
+
+
 def add_gaussian_constraints(q, G, H, z, n_pois, gaussian, data, order):
     """q plus the Gaussian constraint terms -nu_k^2/2 + a_k nu_k of the nuisances
     ``gaussian`` selects (a = ``data[3]``, the global observables, default 0); G and H
@@ -84,8 +90,7 @@ class Likelihood:
 
     def rate_message(self, z, n_bad, first, n_events):
         if n_bad < 0:
-            return (f"q or its derivatives are not finite (overflow) at {self.describe(z)}; "
-                    "parameter values or event weights of this magnitude are out of range")
+            return overflow_message(z, self.n_pois)
         return (f"{n_bad} of {n_events} event(s) have a predicted rate <= 0 (or not finite) at "
                 f"{self.describe(z)} (first at event index {first}); the model's "
                 "dSigma(x|theta,nu)/dSigma(x|SM) must be positive for every event")
