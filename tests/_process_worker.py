@@ -1,5 +1,6 @@
 """Run by tests/test_processes.py in a fresh interpreter:
-``python _process_worker.py MODEL[,MODEL...]``.
+``python _process_worker.py MODEL[,MODEL...] [one-cpu]`` (``one-cpu``: restrict the
+process to one CPU first).
 
 Fits a small BIT in this (parent) process, so that numba's threads are running, then
 runs the same fit and a prediction of the parent's model in children started by MODEL
@@ -80,4 +81,8 @@ def check(model, kind):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[2] == "one-cpu":
+        # a batch slot of one CPU (as taskset -c or a cgroup CPU set), before numba starts
+        import os
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     main(sys.argv[1])

@@ -46,6 +46,16 @@ def test_default_layer_forked_children_and_threads():
     assert res.stdout.split()[-1] in ("tbb", "workqueue"), res.stdout   # never GNU OpenMP
 
 
+def test_one_cpu_affinity_forked_children_and_threads():
+    """A process restricted to one CPU (a batch slot): the default layer is workqueue
+    (fork after a fit hung in the children on TBB there) and every process model works."""
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    res = _run([os.path.join(HERE, "_process_worker.py"), "fork,multiprocessing,threads",
+                "one-cpu"])
+    assert res.stdout.split()[-1] == "workqueue", res.stdout
+
+
 def test_default_layer_fresh_interpreters():
     """spawn, forkserver and joblib's loky backend (fresh interpreters in the children)."""
     res = _run([os.path.join(HERE, "_process_worker.py"), "spawn,forkserver,loky"])

@@ -61,9 +61,10 @@ def _evict(open_, n_open, slot, c_gain, free, n_free):
 # ------------------------------------------------------------------- partition
 @njit(cache=True, inline="always")
 def _goes_left(code, bin_, mleft, mcode):
-    if code == mcode:
-        return mleft
-    return code <= bin_
+    """Left if code <= bin_; the missing code (above every bin) goes left if ``mleft``.
+    Branch-free: a split sends rows left or right at random, and a data-dependent
+    branch would be mispredicted about half of the time."""
+    return (code <= bin_) | (mleft & (code == mcode))
 
 
 @njit(**_INTERNAL)
@@ -72,12 +73,12 @@ def _partition_serial(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
     nr = 0
     for ii in range(start, stop):
         i = rows[ii]
-        if _goes_left(x_binned[i], bin_, mleft, mcode):
-            rows[start + nl] = i
-            nl += 1
-        else:
-            buf[nr] = i
-            nr += 1
+        g = _goes_left(x_binned[i], bin_, mleft, mcode)
+        # both writes, one kept (start + nl <= ii: never overwrites an unread row)
+        rows[start + nl] = i
+        buf[nr] = i
+        nl += g
+        nr += 1 - g
     for j in range(nr):
         rows[start + nl + j] = buf[j]
     return nl
@@ -91,12 +92,11 @@ def _partition_chunk(rows, a, b, o, x_binned, bin_, mleft, mcode, buf):
     r = 0
     for ii in range(a, b):
         i = rows[ii]
-        if _goes_left(x_binned[i], bin_, mleft, mcode):
-            buf[o + k] = i
-            k += 1
-        else:
-            rows[a + r] = i           # a + r <= ii: never overwrites an unread row
-            r += 1
+        g = _goes_left(x_binned[i], bin_, mleft, mcode)
+        buf[o + k] = i
+        rows[a + r] = i           # a + r <= ii: never overwrites an unread row
+        k += g
+        r += 1 - g
     for j in range(r):
         buf[o + k + j] = rows[a + j]
     return k
@@ -441,11 +441,12 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
     return n_nodes
 
 
-def leaf_positions(left, start, stop, n):
+def leaf_positions(left, start, stop, n, out=None):
     """Leaf index (0.. in node order) of every position of the partitioned rows, and the
-    node id of every leaf (each leaf's rows are one range: one slice fill per leaf)."""
+    node id of every leaf (each leaf's rows are one range: one slice fill per leaf);
+    ``out``: an int64 buffer of length n to write the leaf indices to."""
     leaf_node = np.flatnonzero(left < 0).astype(np.int64)
-    leaf_of = np.empty(n, dtype=np.int64)
+    leaf_of = np.empty(n, dtype=np.int64) if out is None else out
     for k, j in enumerate(leaf_node.tolist()):
         leaf_of[start[j]:stop[j]] = k
     return leaf_of, leaf_node
@@ -529,6 +530,7 @@ class TreeGrower:
         self.n_draw = F if max_features is None else int(min(max(max_features, 1), F))
         self._part = None
         self._ws = None
+        self._arange = self._rows = self._leaf_of = None
         self.lp = (loss.P, float(loss.lam), loss.ridge_a, loss.ridge_e, loss.ridge_b)
 
     def grow(self, rows, seed=0):
@@ -538,7 +540,7 @@ class TreeGrower:
         n_all = d.Y.shape[0]
         sub = rows is not None
         if rows is None:
-            rows = np.arange(n_all, dtype=np.int64)
+            rows = self._all_rows(n_all)
         if self.split == "hist":
             out = self._grow_hist(rows, sub, seed)
         else:
@@ -546,19 +548,23 @@ class TreeGrower:
         feature, threshold, mleft, left, right, gain, start, stop, stats, binv = out
         loss = self.loss
         value, upd = loss.leaf_values(stats[:, :loss.n_sums])
-        leaf_of, leaf_node = leaf_positions(left, start, stop, rows.shape[0])
+        leaf_of = self._leaf_buffer(n_all)
+        if sub:
+            leaf_node = np.flatnonzero(left < 0).astype(np.int64)
+        else:
+            leaf_of, leaf_node = leaf_positions(left, start, stop, n_all, leaf_of)
         leaf_update = np.ascontiguousarray(upd[leaf_node])
         if sub:
             # every row gets the update: route all rows through the tree
             index = np.full(left.shape[0], -1, dtype=np.int64)
             index[leaf_node] = np.arange(leaf_node.shape[0])
-            leaf_of = np.empty(n_all, dtype=np.int64)
             if self.split == "hist":
                 route_binned(d.Xb, feature, binv, mleft, left, right, d.missing_code, index,
                              leaf_of)
             else:
                 route_raw(d.X, feature, threshold, left, right, index, leaf_of)
-            rows = np.arange(n_all, dtype=np.int64)
+            self._all_rows(n_all)
+            rows = self._arange
             sums = leaf_sums_all(d.Y, d.cls, loss.onehot, rows, leaf_of, leaf_node.shape[0],
                                  loss.n_sums)
         else:
@@ -567,6 +573,22 @@ class TreeGrower:
                          value=value, gain=gain, n_samples=stop - start,
                          missing_go_left=mleft, update_rows=rows, leaf_of=leaf_of,
                          leaf_update=leaf_update, leaf_sums=sums)
+
+    # Row-length buffers are reused from tree to tree (a fresh array of N int64 per tree
+    # costs page faults on every tree): the update fields of a returned tree are valid
+    # until the next call of grow.
+    def _all_rows(self, n):
+        """0..n-1 in a reused buffer (grow_tree permutes it: refilled every time)."""
+        if self._arange is None or self._arange.shape[0] != n:
+            self._arange = np.arange(n, dtype=np.int64)
+            self._rows = np.empty(n, dtype=np.int64)
+        np.copyto(self._rows, self._arange)
+        return self._rows
+
+    def _leaf_buffer(self, n):
+        if self._leaf_of is None or self._leaf_of.shape[0] != n:
+            self._leaf_of = np.empty(n, dtype=np.int64)
+        return self._leaf_of
 
     def _workspace(self, n):
         """Work arrays of :func:`grow_tree` for ``n`` rows (kept between trees of the same

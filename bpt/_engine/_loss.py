@@ -107,14 +107,22 @@ def score_bpt(stats, K, P, min_samples, min_weight, scratch, lam, ridge_a, ridge
             g = 0.0
             for j in range(T):
                 g += ridge_b[k, j] * scratch[n + j]
-            loss += lam0 * _softplus(g) + stats[k + 1] * _softplus(-g)
+            loss += _cross_entropy_term(lam0, stats[k + 1], g)
         return -(loss + 0.5 * lam * pen)
     for k in range(n):
         g = 0.0
         for m in range(n):
             g += P[k, m] * scratch[m]
-        loss += lam0 * _softplus(g) + stats[k + 1] * _softplus(-g)
+        loss += _cross_entropy_term(lam0, stats[k + 1], g)
     return -loss
+
+
+@njit(cache=True, inline="always")
+def _cross_entropy_term(lam0, lamk, g):
+    """lam0 softplus(g) + lamk softplus(-g), written as (lam0 + lamk) softplus(g) - lamk g
+    (softplus(-g) = softplus(g) - g): one exponential and one logarithm instead of two
+    of each."""
+    return (lam0 + lamk) * _softplus(g) - lamk * g
 
 
 @njit(parallel=True, cache=True)
@@ -316,10 +324,18 @@ def _model_loss_chunk(w, cls, g_nom, g_own, nom_index, w_current, i0, i1):
             if write:
                 w_current[i] = w[i]
         else:
+            # softplus(-g) and the weight w exp(-g) from one exponential e = exp(-|g|)
             g = g_own[i]
-            acc += w[i] * _softplus(-g)
-            if write:
-                w_current[i] = w[i] * math.exp(-g)
+            if g > 0.0:
+                e = math.exp(-g)
+                acc += w[i] * math.log1p(e)
+                if write:
+                    w_current[i] = w[i] * e
+            else:
+                e = math.exp(g)
+                acc += w[i] * (math.log1p(e) - g)
+                if write:
+                    w_current[i] = w[i] / e
     return acc
 
 

@@ -68,7 +68,7 @@ class TreeEnsemble:
 
     def __init__(self, n_out):
         self.n_out = n_out
-        self._parts = []          # (GrownTree, learning_rate) while boosting
+        self._parts = []          # (node fields of a tree, learning_rate) while boosting
         self._flat = None         # cache of the flat arrays
 
     @classmethod
@@ -83,7 +83,10 @@ class TreeEnsemble:
         return ens
 
     def add(self, tree, learning_rate):
-        self._parts.append((tree, float(learning_rate)))
+        """Append a grown tree.  Only its node fields are kept (not the per-row boosting
+        update of a :class:`GrownTree`, which is as long as the training set)."""
+        self._parts.append(({k: getattr(tree, k) for k in self.NODE_FIELDS},
+                            float(learning_rate)))
         self._flat = None
 
     def truncate(self, n_trees):
@@ -115,16 +118,13 @@ class TreeEnsemble:
         offset = 0
         for tree, rate in parts:
             start.append(offset)
-            internal = tree.left >= 0
-            fields["feature"].append(tree.feature)
-            fields["threshold"].append(tree.threshold)
-            fields["left"].append(np.where(internal, tree.left + offset, -1))
-            fields["right"].append(np.where(internal, tree.right + offset, -1))
-            fields["value"].append(tree.value * rate)
-            fields["gain"].append(tree.gain)
-            fields["n_samples"].append(tree.n_samples)
-            fields["missing_go_left"].append(tree.missing_go_left)
-            offset += tree.feature.shape[0]
+            internal = tree["left"] >= 0
+            for k in ("feature", "threshold", "gain", "n_samples", "missing_go_left"):
+                fields[k].append(tree[k])
+            fields["left"].append(np.where(internal, tree["left"] + offset, -1))
+            fields["right"].append(np.where(internal, tree["right"] + offset, -1))
+            fields["value"].append(tree["value"] * rate)
+            offset += tree["feature"].shape[0]
         out = {}
         for k, xs in fields.items():
             empty = np.zeros((0, self.n_out) if k == "value" else 0)
@@ -137,8 +137,13 @@ class TreeEnsemble:
 
     def predict(self, X, start=0, stop=None, out=None):
         """Sum of the (scaled) leaf values of trees start..stop-1, added to ``out``."""
-        a = self.arrays
         stop = self.n_trees if stop is None else stop
+        if self._parts is not None and self._flat is None and stop > start:
+            # while boosting: flatten only these trees (per-tree validation stays O(1))
+            a = self._flatten(self._parts[start:stop])
+            start, stop = 0, stop - start
+        else:
+            a = self.arrays
         if out is None:
             out = np.zeros((X.shape[0], self.n_out))
         if stop > start:

@@ -11,7 +11,9 @@ Threading layer
     user chose a layer (``NUMBA_THREADING_LAYER`` or ``numba.config.THREADING_LAYER``
     set before ``import bpt``), or numba's threads were already launched, bpt selects
     ``tbb`` when the ``tbb`` package loads (fork- and thread-safe, idle threads sleep),
-    else ``workqueue`` (fork-safe, idle threads sleep, not thread-safe).
+    else ``workqueue`` (fork-safe, idle threads sleep, not thread-safe); also
+    ``workqueue`` when the process may use a single CPU only (a fork after a fit hangs
+    on TBB there).
 
 Thread safety
     ``workqueue`` aborts the process when two threads run parallel kernels at once; on
@@ -119,7 +121,19 @@ def _select_layer():
                                                           "forksafe", "default"):
             _tbb_loadable()                     # only makes the tbb wheel findable
         return
-    numba.config.THREADING_LAYER = "tbb" if _tbb_loadable() else "workqueue"
+    # with a single usable CPU (a batch slot's CPU set, taskset) there is nothing to run
+    # in parallel, and a fork of a process whose TBB pool was started there hangs in the
+    # child (seen with ProcessPoolExecutor and joblib's multiprocessing backend)
+    numba.config.THREADING_LAYER = ("tbb" if _usable_cpus() > 1 and _tbb_loadable()
+                                    else "workqueue")
+
+
+def _usable_cpus():
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def threading_layer():
