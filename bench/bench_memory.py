@@ -78,6 +78,8 @@ def main():
     ap.add_argument("--features", type=int, default=20)
     ap.add_argument("--dtypes", nargs="*", default=["float64", "float32"])
     ap.add_argument("--precision", action="store_true")
+    ap.add_argument("--trees", type=int, default=5,
+                    help="trees per fit (memory must not grow with them)")
     args = ap.parse_args()
     if args.precision:
         return precision()
@@ -86,12 +88,12 @@ def main():
         p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
     load = os.getloadavg()[0]
     print(f"{os.cpu_count()} CPUs, load average {load:.1f}; BIT fit {args.n} x "
-          f"{args.features}, 2 parameters quadratic (5 terms), 5 trees depth 4, early "
-          "stopping on (10% validation)")
+          f"{args.features}, 2 parameters quadratic (5 terms), {args.trees} trees depth 4, "
+          "early stopping on (10% validation)")
     for dt in args.dtypes:
         fit = ("import bpt\n"
-               "bpt.BoostedInformationTree(n_parameters=2, order=2, n_estimators=5, "
-               f"max_depth=4, target_dtype={dt!r}).fit("
+               f"bpt.BoostedInformationTree(n_parameters=2, order=2, n_estimators={args.trees}, "
+               f"max_depth=4, n_iter_no_change={args.trees}, target_dtype={dt!r}).fit("
                "X if FIT_SIZE is None else X[:FIT_SIZE], "
                "y if FIT_SIZE is None else y[:FIT_SIZE])")
         extra, data_bytes = peak_memory(data_code(args.n, args.features), fit,
