@@ -222,6 +222,13 @@ class _Objective:
         q, G, H, n_bad, _ = self.lik.evaluate(z, self.data, 2 if exact else 1, self.parallel,
                                               None if full else HESS_SAMPLE)
         self.n_eval += 1
+        f = self.free
+        if exact and not full and not n_bad and not _concave(H[np.ix_(f, f)]):
+            # the subsampled Hessian is not negative definite over the free parameters
+            # (its sampling noise exceeds the weakest curvature): use all events
+            q, G, H, n_bad, _ = self.lik.evaluate(z, self.data, 2, self.parallel, None)
+            self.n_eval += 1
+            full = True
         n = x.shape[0]
         if n_bad:
             hit = (np.inf, np.zeros(n), np.zeros((n, n)), False, None)
@@ -233,7 +240,6 @@ class _Objective:
             else:
                 H = self.H_full
                 self.since_exact += 1
-            f = self.free
             hit = (-q, -G[f], -H[np.ix_(f, f)], True, (q, G, H, exact and full))
         if len(self.cache) > 8:
             self.cache.pop(next(iter(self.cache)))
@@ -248,6 +254,15 @@ class _Objective:
 
     def hess(self, x):
         return self.get(x)[2]
+
+
+def _concave(H):
+    """True if H is negative definite (a Cholesky factorisation of -H exists)."""
+    try:
+        np.linalg.cholesky(-H)
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 def _decrement(g, H):
