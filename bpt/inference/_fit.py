@@ -20,12 +20,21 @@ __all__ = ["FitResult", "ProfileResult", "ScanResult", "Maximum", "maximize", "f
 # Stop when the Newton decrement (the predicted gain of q from one more Newton step) is
 # below this, in units of q (t = -2 q, so t is accurate to ~2e-7).
 Q_TOL = 1e-7
+# ... and below Q_TOL * FROZEN_TOL when it is computed with a frozen (secant-updated)
+# Hessian, an estimate of the curvature: the stopping point is then as close to the
+# maximum as with a Hessian computed there.
+FROZEN_TOL = 1e-2
 # Scan points whose predicted start is this close (Newton decrement, units of q) finish
 # with one unevaluated Newton step: t is then accurate to ~1e-6.
 SCAN_EXTRAPOLATE = 1e-5
 # The Hessians that only steer the optimiser are estimated from at least this many events
 # (every k-th chunk of 2048) on larger datasets; ``exact_hessian=True`` uses all events.
 HESS_SAMPLE = 100_000
+# An optimiser iteration that shrinks the Newton decrement by less than this factor
+# (1: that does not shrink it at all, e.g. a rejected step) is slow progress: the next
+# evaluation makes a new Hessian pass.  Between passes the frozen Hessian follows the
+# path by secant updates, which converge superlinearly on their own.
+SLOW_PROGRESS = 1.0
 # A point whose q exceeds the reported maximum by more than this (units of q) proves the
 # maximum is not global (beyond the ~1e-6 precision of extrapolated scan points).
 BETTER_TOL = 10 * Q_TOL
@@ -177,18 +186,38 @@ class ScanResult:
     fit: FitResult = field(repr=False)
 
 
+def secant_update(H, s, y):
+    """BFGS update of the Hessian H of q (concave) from a step s and the change y of the
+    gradient along it (H unchanged if the pair violates the curvature condition): a frozen
+    Hessian follows the path's curvature without a Hessian pass.  It only steers steps;
+    maxima use exact gradients.  See docs/inference.md (*Performance*)."""
+    B = -H
+    yb = -y
+    sy = float(s @ yb)
+    Bs = B @ s
+    sBs = float(s @ Bs)
+    if not (sy > 1e-10 * np.linalg.norm(s) * np.linalg.norm(yb) and sBs > 0):
+        return H
+    B = B - np.outer(Bs, Bs) / sBs + np.outer(yb, yb) / sy
+    return -(0.5 * (B + B.T))
+
+
 class _Objective:
     """-q and derivatives over the free parameters; remembers recent evaluations.
 
-    Hessian policy: the exact Hessian (an order-2 kernel pass, several times the cost of
-    value + gradient) is computed at the first point unless ``H_init`` (the full Hessian
-    at a nearby point, e.g. the previous scan point) is given, whenever ``refresh`` is
-    set (slow convergence), and after ``EXACT_EVERY`` evaluations with a frozen one.  In
-    between the last exact Hessian is reused: the gradient is always exact, so the
-    maximum found is exact; only the number of steps depends on the Hessian.
+    Hessian policy: a Hessian pass (order 2, several times the cost of value +
+    gradient; subsampled, see HESS_SAMPLE) is made at the first point unless ``H_init``
+    (the full Hessian at a nearby point, e.g. the global fit's) is given, whenever
+    ``refresh`` is set (slow convergence), and after ``EXACT_EVERY`` evaluations with a
+    frozen one.  In between the Hessian is frozen and follows the path by BFGS secant
+    updates from consecutive evaluations.  A subsampled Hessian that is not negative
+    definite is redone from all events, and then every later one of this objective.
+    The gradient is always exact, so the maximum found is exact; only the number of
+    steps depends on the Hessian.
     """
 
-    EXACT_EVERY = 4
+    EXACT_EVERY = 16
+    SECANT = True
 
     def __init__(self, lik, data, z0, free, parallel, H_init=None):
         self.lik, self.data, self.parallel = lik, data, parallel
@@ -199,6 +228,8 @@ class _Objective:
         self.H_full = None if H_init is None else np.array(H_init, dtype=np.float64)
         self.since_exact = 0
         self.refresh = False
+        self.sample = True           # subsample the Hessian passes (until that fails once)
+        self.last = None             # (z, G) of the last evaluation, for secant updates
 
     def full(self, x):
         z = self.z0.copy()
@@ -206,7 +237,8 @@ class _Objective:
         return z
 
     def get(self, x, exact=False):
-        """(-q, -grad, -hess) over the free parameters, ok, (q, G, H, H_exact_here) in full.
+        """(-q, -grad, -hess) over the free parameters, ok, and in full (q, G, H,
+        H_exact_here: from all events at this point, H_fresh: from a Hessian pass here).
 
         ``exact=True``: the Hessian at x from all events (recomputed if the cached one
         was frozen or subsampled).
@@ -219,6 +251,7 @@ class _Objective:
         full = exact
         exact = (exact or self.H_full is None or self.refresh
                  or self.since_exact >= self.EXACT_EVERY)
+        full = full or (exact and not self.sample)
         q, G, H, n_bad, _ = self.lik.evaluate(z, self.data, 2 if exact else 1, self.parallel,
                                               None if full else HESS_SAMPLE)
         self.n_eval += 1
@@ -229,6 +262,7 @@ class _Objective:
             q, G, H, n_bad, _ = self.lik.evaluate(z, self.data, 2, self.parallel, None)
             self.n_eval += 1
             full = True
+            self.sample = False
         n = x.shape[0]
         if n_bad:
             hit = (np.inf, np.zeros(n), np.zeros((n, n)), False, None)
@@ -238,9 +272,12 @@ class _Objective:
                 self.since_exact = 0
                 self.refresh = False
             else:
+                if self.SECANT and self.last is not None:
+                    self.H_full = secant_update(self.H_full, z - self.last[0], G - self.last[1])
                 H = self.H_full
                 self.since_exact += 1
-            hit = (-q, -G[f], -H[np.ix_(f, f)], True, (q, G, H, exact and full))
+            self.last = (z, G)
+            hit = (-q, -G[f], -H[np.ix_(f, f)], True, (q, G, H, exact and full, exact))
         if len(self.cache) > 8:
             self.cache.pop(next(iter(self.cache)))
         self.cache[key] = hit
@@ -254,6 +291,12 @@ class _Objective:
 
     def hess(self, x):
         return self.get(x)[2]
+
+
+def _tolerance(info):
+    """The Newton decrement to stop at for an evaluation's ``info`` (see _Objective.get):
+    Q_TOL with a Hessian computed at the point, Q_TOL * FROZEN_TOL with a frozen one."""
+    return Q_TOL if info is None or info[4] else Q_TOL * FROZEN_TOL
 
 
 def _concave(H):
@@ -292,20 +335,21 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
     free = np.asarray(free, dtype=bool)
     obj = _Objective(lik, data, z0, free, parallel, H_init)
     x0 = z0[free]
-    f0, g0, H0, ok, _ = obj.get(x0)
+    f0, g0, H0, ok, info = obj.get(x0)
     if not ok:
         lik.checked(z0, data, 2, parallel)        # raises RateError with the likelihood's message
         raise RateError(lik.rate_message(z0, -1, -1, 0))
     message = "converged"
     success = True
     dec0 = _decrement(g0, H0) if free.any() else 0.0
-    if Q_TOL < dec0 <= extrapolate:
-        q, G, H, _ = obj.get(x0)[4]
+    tol0 = _tolerance(info)
+    if tol0 < dec0 <= extrapolate:
+        q, G, H = obj.get(x0)[4][:3]
         x = x0 - np.linalg.solve(H0, g0)
         return Maximum(obj.full(x), float(q) + dec0, G, H, True,
                        f"converged (one Newton step extrapolated, decrement {dec0:.2g})",
                        obj.n_eval)
-    if dec0 > Q_TOL:
+    if dec0 > tol0:
         # first trust radius: the Newton step if -q is locally convex, else 1
         try:
             step = np.linalg.norm(np.linalg.solve(H0, g0))
@@ -315,11 +359,11 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
         last = {"dec": _decrement(g0, H0)}
 
         def callback(intermediate_result):
-            _, g, H, _, _ = obj.get(np.asarray(intermediate_result.x, dtype=np.float64))
+            _, g, H, _, info = obj.get(np.asarray(intermediate_result.x, dtype=np.float64))
             dec = _decrement(g, H)
-            if dec <= Q_TOL:
+            if dec <= _tolerance(info):
                 raise StopIteration
-            if not np.isfinite(dec) or dec > 0.05 * last["dec"]:
+            if not np.isfinite(dec) or dec > SLOW_PROGRESS * last["dec"]:
                 obj.refresh = True          # slow progress: use an exact Hessian next
             last["dec"] = dec
 
@@ -330,9 +374,9 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
                                     options={"gtol": 1e-12, "maxiter": maxiter,
                                              "initial_trust_radius": radius})
         x = np.asarray(res.x, dtype=np.float64)
-        f, g, H, _, _ = obj.get(x)
+        f, g, H, _, info = obj.get(x)
         dec = _decrement(g, H)
-        if dec <= Q_TOL:
+        if dec <= _tolerance(info):
             success, message = True, "converged"
         elif dec <= 1e-5:
             success, message = True, f"converged (Newton decrement {dec:.2g})"
@@ -340,7 +384,7 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
             success, message = False, f"not converged: {res.message} (Newton decrement {dec:.3g})"
     else:
         x = x0
-    q, G, H, is_exact = obj.get(x, exact=exact_hessian)[4]
+    q, G, H = obj.get(x, exact=exact_hessian)[4][:3]
     return Maximum(obj.full(x), float(q), G, H, success, message, obj.n_eval)
 
 

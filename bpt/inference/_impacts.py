@@ -4,7 +4,9 @@ For nuisance k with best fit nu_k^ and post-fit error sigma_k (from the covarian
 global fit): fix nu_k at nu_k^ +- sigma_k (post-fit) and at nu_k^ +- 1 (pre-fit, the unit
 width of its Gaussian constraint; not defined for free-floating nuisances), maximise q over
 every other parameter and record the shift of the POI's best fit.  In the Gaussian limit
-the post-fit impact is cov[theta, nu_k] / sigma_k = rho sigma_theta.
+the post-fit impact is cov[theta, nu_k] / sigma_k = rho sigma_theta.  The post-fit refits
+start from the Gaussian prediction, the pre-fit ones (often many post-fit errors away)
+from the quadratic path through the global fit and the two post-fit refits.
 
 Works on a ``Likelihood`` and a data tuple, like ``_fit``; the refits run through joblib.
 """
@@ -81,17 +83,25 @@ class ImpactsResult:
         return self.table()
 
 
-def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel, controls=None):
+def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel, controls=None, path=()):
     """(z, q, success) of the maximum of q with nu_k fixed at ``value`` (index k in z),
-    the other parameters under ``controls`` (the fit's fix / bounds)."""
+    the other parameters under ``controls`` (the fit's fix / bounds).
+
+    Starts, the first valid one used: the quadratic path through the global fit and the
+    refits ``path`` [(value, z), (value, z)] of the same nuisance (see
+    :func:`_path_start`), the Gaussian prediction z_hat + (value - nu_k^) cov[:, k] /
+    cov[k, k] (the Newton step of the global fit's Hessian), z_hat with nu_k moved."""
     free = np.ones(lik.n_par, dtype=bool)
     free[k] = False
     z_flat = z_hat.copy()
     z_flat[k] = value
     starts = [z_flat]
     ckk = cov[k, k]
-    if np.all(np.isfinite(cov[:, k])) and ckk > 0:      # the Gaussian prediction first
+    if np.all(np.isfinite(cov[:, k])) and ckk > 0:      # the Gaussian prediction
         starts.insert(0, z_hat + (value - z_hat[k]) * cov[:, k] / ckk)
+    z_path = _path_start(z_hat, k, value, path)
+    if z_path is not None:
+        starts.insert(0, z_path)
     for z0 in starts:
         z0[k] = value
         try:
@@ -102,33 +112,61 @@ def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel, controls=None):
     return np.full(lik.n_par, np.nan), np.nan, False
 
 
+def _path_start(z_hat, k, value, path):
+    """The profiled path z(nu_k) extrapolated to ``value`` by the quadratic through
+    (nu_k^, z_hat) and the two refits ``path`` = [(v1, z1), (v2, z2)] (Lagrange
+    interpolation); None without two distinct converged refits on either side."""
+    if len(path) != 2 or not all(np.all(np.isfinite(z)) for _, z in path):
+        return None
+    x0 = z_hat[k]
+    (x1, z1), (x2, z2) = path
+    if not (x1 != x0 and x2 != x0 and x1 != x2):
+        return None
+    v = value
+    l0 = (v - x1) * (v - x2) / ((x0 - x1) * (x0 - x2))
+    l1 = (v - x0) * (v - x2) / ((x1 - x0) * (x1 - x2))
+    l2 = (v - x0) * (v - x1) / ((x2 - x0) * (x2 - x1))
+    return l0 * z_hat + l1 * z1 + l2 * z2
+
+
 def impacts_task(lik, data, z_hat, cov, H_hat, controls, items, parallel):
-    """For each (k, value) of ``items``: (z, q, success) with z_k fixed at value."""
-    return [_fixed_fit(lik, data, z_hat, cov, H_hat, k, v, parallel, controls)
-            for k, v in items]
+    """For each (k, values) of ``items``: [(z, q, success)] with z_k fixed at each value.
+    The first two values are nu_k^ +- its post-fit error; the later ones (the pre-fit
+    +-1) start from the quadratic path through those two refits."""
+    out = []
+    for k, values in items:
+        res = [_fixed_fit(lik, data, z_hat, cov, H_hat, k, v, parallel, controls)
+               for v in values[:2]]
+        path = [(v, z) for v, (z, _, ok) in zip(values[:2], res) if ok]
+        res += [_fixed_fit(lik, data, z_hat, cov, H_hat, k, v, parallel, controls, path)
+                for v in values[2:]]
+        out.append(res)
+    return out
 
 
-def run_items(fn, items, n_jobs, args, verbose, what):
+def run_items(fn, items, n_jobs, args, verbose, what, size=None):
     """Run fn(*args, chunk, parallel) over chunks of ``items``; returns the concatenated
     per-item results.  One task: in-process (numba-parallel) item by item, reporting
     progress after each; else ``n_tasks(n_jobs)`` contiguous chunks through joblib,
     reporting as chunks finish.  The result does not depend on the chunking.
-    ``verbose`` / ``what``: progress through ``_progress`` (as scans and toys)."""
+    ``verbose`` / ``what``: progress through ``_progress`` (as scans and toys), in
+    units of ``size(item)`` (default 1 per item)."""
     n = len(items)
+    size = size or (lambda item: 1)
     n_chunks = n_tasks(n_jobs, n)
     out = []
-    with progress(n, what, verbose) as bar:
+    with progress(sum(size(it) for it in items), what, verbose) as bar:
         if n_chunks == 1:
             for it in items:
                 out += fn(*args, [it], True)
-                bar.update(1)
+                bar.update(size(it))
             return out
         chunks = [[items[i] for i in c] for c in np.array_split(np.arange(n), n_chunks)]
         gen = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(
             joblib.delayed(fn)(*args, c, False) for c in chunks)
         for c, part in zip(chunks, gen):
             out += part
-            bar.update(len(c))
+            bar.update(sum(size(it) for it in c))
     return out
 
 
@@ -166,9 +204,10 @@ def compute_impacts(lik, data, fit, poi_index, n_jobs=None, verbose=0, controls=
         j = P + k
         nu = z_hat[j]
         vals = [nu + err[i], nu - err[i]] + ([nu + 1.0, nu - 1.0] if gauss[i] else [])
-        items += [(j, float(np.clip(v, lower[j], upper[j]))) for v in vals]
-    res = run_items(impacts_task, items, n_jobs,
-                    (lik, data, z_hat, cov, fit.hessian, controls), verbose, "impacts")
+        items.append((j, [float(np.clip(v, lower[j], upper[j])) for v in vals]))
+    res = run_items(impacts_task, items, n_jobs, (lik, data, z_hat, cov, fit.hessian, controls),
+                    verbose, "impacts", size=lambda item: len(item[1]))
+    res = [r for per_nuisance in res for r in per_nuisance]
     th = fit.theta[poi_index]
     n = len(kept)
     up, down = np.full(n, np.nan), np.full(n, np.nan)
