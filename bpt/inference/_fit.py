@@ -23,7 +23,7 @@ Q_TOL = 1e-7
 # ... and below Q_TOL * FROZEN_TOL when it is computed with a frozen (secant-updated)
 # Hessian, an estimate of the curvature: the stopping point is then as close to the
 # maximum as with a Hessian computed there.
-FROZEN_TOL = 1e-2
+FROZEN_TOL = 0.1
 # Scan points whose predicted start is this close (Newton decrement, units of q) finish
 # with one unevaluated Newton step: t is then accurate to ~1e-6.
 SCAN_EXTRAPOLATE = 1e-5

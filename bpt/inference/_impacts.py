@@ -4,9 +4,10 @@ For nuisance k with best fit nu_k^ and post-fit error sigma_k (from the covarian
 global fit): fix nu_k at nu_k^ +- sigma_k (post-fit) and at nu_k^ +- 1 (pre-fit, the unit
 width of its Gaussian constraint; not defined for free-floating nuisances), maximise q over
 every other parameter and record the shift of the POI's best fit.  In the Gaussian limit
-the post-fit impact is cov[theta, nu_k] / sigma_k = rho sigma_theta.  The post-fit refits
-start from the Gaussian prediction, the pre-fit ones (often many post-fit errors away)
-from the quadratic path through the global fit and the two post-fit refits.
+the post-fit impact is cov[theta, nu_k] / sigma_k = rho sigma_theta.  The refits of one
+nuisance run in turn, each starting from the profiled path z(nu_k) predicted from the
+fit (its slope cov[:, k] / cov[k, k]) and the earlier refits (the pre-fit values are often
+many post-fit errors away).
 
 Works on a ``Likelihood`` and a data tuple, like ``_fit``; the refits run through joblib.
 """
@@ -87,21 +88,22 @@ def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel, controls=None, 
     """(z, q, success) of the maximum of q with nu_k fixed at ``value`` (index k in z),
     the other parameters under ``controls`` (the fit's fix / bounds).
 
-    Starts, the first valid one used: the quadratic path through the global fit and the
-    refits ``path`` [(value, z), (value, z)] of the same nuisance (see
-    :func:`_path_start`), the Gaussian prediction z_hat + (value - nu_k^) cov[:, k] /
-    cov[k, k] (the Newton step of the global fit's Hessian), z_hat with nu_k moved."""
+    Starts, the first valid one used: the path z(nu_k) through the global fit predicted
+    from the refits ``path`` [(value, z)] of the same nuisance (see :func:`_path_start`),
+    the Gaussian prediction z_hat + (value - nu_k^) cov[:, k] / cov[k, k] (the Newton step
+    of the global fit's Hessian), z_hat with nu_k moved."""
     free = np.ones(lik.n_par, dtype=bool)
     free[k] = False
     z_flat = z_hat.copy()
     z_flat[k] = value
     starts = [z_flat]
     ckk = cov[k, k]
-    if np.all(np.isfinite(cov[:, k])) and ckk > 0:      # the Gaussian prediction
-        starts.insert(0, z_hat + (value - z_hat[k]) * cov[:, k] / ckk)
-    z_path = _path_start(z_hat, k, value, path)
-    if z_path is not None:
-        starts.insert(0, z_path)
+    if np.all(np.isfinite(cov[:, k])) and ckk > 0:
+        tangent = cov[:, k] / ckk
+        starts.insert(0, z_hat + (value - z_hat[k]) * tangent)     # the Gaussian prediction
+        z_path = _path_start(z_hat, tangent, k, value, path)
+        if z_path is not None:
+            starts.insert(0, z_path)
     for z0 in starts:
         z0[k] = value
         try:
@@ -112,34 +114,37 @@ def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel, controls=None, 
     return np.full(lik.n_par, np.nan), np.nan, False
 
 
-def _path_start(z_hat, k, value, path):
-    """The profiled path z(nu_k) extrapolated to ``value`` by the quadratic through
-    (nu_k^, z_hat) and the two refits ``path`` = [(v1, z1), (v2, z2)] (Lagrange
-    interpolation); None without two distinct converged refits on either side."""
-    if len(path) != 2 or not all(np.all(np.isfinite(z)) for _, z in path):
+def _path_start(z_hat, tangent, k, value, path):
+    """The profiled path z(nu_k) = z_hat + a d + b d^2 + c d^3 (d = nu_k - nu_k^) at
+    ``value``: a = ``tangent`` (its exact slope at the fit, cov[:, k] / cov[k, k]); b from
+    one refit in ``path`` [(v, z)] (c = 0), b and c from two.  None without refits (or
+    with refits at nu_k^ or at one value)."""
+    d = np.array([v - z_hat[k] for v, _ in path])
+    if d.shape[0] == 0 or np.any(d == 0.0) or (d.shape[0] == 2 and d[0] == d[1]):
         return None
-    x0 = z_hat[k]
-    (x1, z1), (x2, z2) = path
-    if not (x1 != x0 and x2 != x0 and x1 != x2):
-        return None
-    v = value
-    l0 = (v - x1) * (v - x2) / ((x0 - x1) * (x0 - x2))
-    l1 = (v - x0) * (v - x2) / ((x1 - x0) * (x1 - x2))
-    l2 = (v - x0) * (v - x1) / ((x2 - x0) * (x2 - x1))
-    return l0 * z_hat + l1 * z1 + l2 * z2
+    r = np.array([z - z_hat - di * tangent for di, (_, z) in zip(d, path)])   # (n, n_par)
+    x = value - z_hat[k]
+    if d.shape[0] == 1:
+        return z_hat + x * tangent + (x / d[0]) ** 2 * r[0]
+    basis = np.column_stack([d ** 2, d ** 3])                                # (2, 2)
+    b, c = np.linalg.solve(basis, r)
+    return z_hat + x * tangent + x ** 2 * b + x ** 3 * c
 
 
 def impacts_task(lik, data, z_hat, cov, H_hat, controls, items, parallel):
-    """For each (k, values) of ``items``: [(z, q, success)] with z_k fixed at each value.
-    The first two values are nu_k^ +- its post-fit error; the later ones (the pre-fit
-    +-1) start from the quadratic path through those two refits."""
+    """For each (k, values) of ``items``: [(z, q, success)] with z_k fixed at each value,
+    in order; each refit starts from the path predicted by the converged earlier ones of
+    the same nuisance (see :func:`_path_start`; values: nu_k^ +- its post-fit error, then
+    the pre-fit nu_k^ +- 1)."""
     out = []
     for k, values in items:
-        res = [_fixed_fit(lik, data, z_hat, cov, H_hat, k, v, parallel, controls)
-               for v in values[:2]]
-        path = [(v, z) for v, (z, _, ok) in zip(values[:2], res) if ok]
-        res += [_fixed_fit(lik, data, z_hat, cov, H_hat, k, v, parallel, controls, path)
-                for v in values[2:]]
+        res, path = [], []
+        for v in values:
+            z, q, ok = _fixed_fit(lik, data, z_hat, cov, H_hat, k, v, parallel, controls,
+                                  path[-2:])
+            res.append((z, q, ok))
+            if ok:
+                path.append((v, z))
         out.append(res)
     return out
 
