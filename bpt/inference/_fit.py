@@ -190,7 +190,7 @@ def secant_update(H, s, y):
     """BFGS update of the Hessian H of q (concave) from a step s and the change y of the
     gradient along it (H unchanged if the pair violates the curvature condition): a frozen
     Hessian follows the path's curvature without a Hessian pass.  It only steers steps;
-    maxima use exact gradients.  See docs/inference.md (*Performance*)."""
+    maxima use exact gradients.  See docs/inference.md (*Implementation*, Optimiser)."""
     B = -H
     yb = -y
     sy = float(s @ yb)
