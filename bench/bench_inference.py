@@ -35,6 +35,7 @@ each with its number of likelihood evaluations.
     python bench/bench_inference.py                        # N = 1e6, both parts
     python bench/bench_inference.py --n 200000             # quicker
     python bench/bench_inference.py --part combination     # only the combination
+    python bench/bench_inference.py --part combination --separate-points   # earlier setup
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--replicas", type=int, default=4, help="B for the replica interval (0: skip)")
     ap.add_argument("--part", choices=["single", "combination", "all"], default="all")
+    ap.add_argument("--separate-points", action="store_true",
+                    help="combination: the earlier setup, each process simulated on its own "
+                         "points (its Asimov MLE is not the truth; for comparison)")
     args = ap.parse_args()
     if args.part in ("combination", "all"):
         combination_bench(args)
@@ -258,29 +262,47 @@ class ExactFractions:
         return w / w.sum(axis=1, keepdims=True)
 
 
-def build_unbinned_channel(name, n_events, shape_names, norm_names, rng, seed, n_features=4):
+class ConstantFractions:
+    """The exact SM fractions of processes simulated from one density on separate points:
+    constant, the processes' shares of the yield (``--separate-points``)."""
+
+    def __init__(self, classes, yields):
+        self.classes_ = np.array(classes)
+        self.p = np.asarray(yields, dtype=np.float64) / np.sum(yields)
+
+    def predict_proba(self, X):
+        return np.tile(self.p, (np.asarray(X).shape[0], 1))
+
+
+def build_unbinned_channel(name, n_events, shape_names, norm_names, rng, seed, n_features=4,
+                           separate=False):
     """3 processes simulated on one shared sample of n_events // 3 points (weights
     c_p g_p(x): distinct densities, yields n_events / 2, / 4, / 4) with the exact
     fractions: the Asimov data (every process's points with its expected weights) are
     then exactly the model's expectation, so their MLE is the truth (see bench/README.md,
-    "Combination (issue 14)": with processes simulated on different points it is not)."""
+    "Combination (issue 14)").  ``separate``: the earlier setup, each process on its own
+    uniform points (unit weights, constant fractions): its Asimov MLE is not the truth."""
     names = ["eft", "bkg1", "bkg2"]
     yields = np.array([n_events // 2, n_events // 4, n_events - n_events // 2 - n_events // 4],
                       dtype=np.float64)
-    X = rng.uniform(-1, 1, size=(n_events // 3, n_features))
-    A = rng.normal(size=(n_features, 3)) * 0.5
-    A[:, 0] = 0.0                                          # eft: the uniform density
-    g = np.exp(X @ A)
-    frac = ExactFractions(names, A, yields / g.sum(axis=0))
-    w_all = frac.weights(X)
+    if separate:
+        frac = ConstantFractions(names, yields)
+        samples = [(rng.uniform(-1, 1, size=(int(n), n_features)), np.ones(int(n)))
+                   for n in yields]
+    else:
+        X = rng.uniform(-1, 1, size=(n_events // 3, n_features))
+        A = rng.normal(size=(n_features, 3)) * 0.5
+        A[:, 0] = 0.0                                      # eft: the uniform density
+        frac = ExactFractions(names, A, yields / np.exp(X @ A).sum(axis=0))
+        w_all = frac.weights(X)
+        samples = [(X, np.ascontiguousarray(w_all[:, i])) for i in range(3)]
     procs = []
-    for i, pname in enumerate(names):
+    for i, (pname, (X, w)) in enumerate(zip(names, samples)):
         syst = [(OneNuisanceSystematics(n_features, 0.05, seed + 100 * i + k), [s])
                 for k, s in enumerate(shape_names)]
         ratio = SyntheticRatio(2, n_features, 0.3, seed + 1) if i == 0 else None
         norm = {norm_names[i]: 0.1} if i < len(norm_names) else None
-        procs.append(Process(pname, X, np.ascontiguousarray(w_all[:, i]), ratio=ratio,
-                             systematics=syst, normalization=norm))
+        procs.append(Process(pname, X, w, ratio=ratio, systematics=syst, normalization=norm))
     nus = sorted({*shape_names, *norm_names[:3], "lumi"})
     return AdditiveModel(procs, pois=["c1", "c2"], nuisances=nus, fractions=frac,
                          luminosity=("lumi", 0.02), name=name)
@@ -301,12 +323,14 @@ def build_binned_channel(name, n_events, shape_names, norm_names, rng, seed, n_f
                          luminosity=("lumi", 0.02), name=name)
 
 
-def build_combination(n_events, seed=0):
+def build_combination(n_events, seed=0, separate=False):
     rng = np.random.default_rng(seed)
     shape = [f"s{k}" for k in range(12)]
     norm = [f"n{k}" for k in range(7)]
-    a = build_unbinned_channel("sr1", n_events // 2, shape[0:6], norm[0:3], rng, seed + 10)
-    b = build_unbinned_channel("sr2", 2 * n_events // 5, shape[3:9], norm[2:5], rng, seed + 20)
+    a = build_unbinned_channel("sr1", n_events // 2, shape[0:6], norm[0:3], rng, seed + 10,
+                               separate=separate)
+    b = build_unbinned_channel("sr2", 2 * n_events // 5, shape[3:9], norm[2:5], rng, seed + 20,
+                               separate=separate)
     c = build_binned_channel("cr", n_events - n_events // 2 - 2 * n_events // 5, shape[6:12],
                              norm[5:7], rng, seed + 30)
     return Combination([a, b, c], pois=["c1", "c2"])
@@ -340,7 +364,7 @@ def combination_bench(args):
     import numba
     os.system("uptime")
     t0 = time.perf_counter()
-    comb = build_combination(args.n)
+    comb = build_combination(args.n, separate=args.separate_points)
     K = comb.n_nuisances
     theta_true, nu_true = np.array([0.05, -0.03]), np.zeros(K)
     asi = comb.asimov(theta_true, nu_true)
