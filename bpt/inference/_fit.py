@@ -31,11 +31,15 @@ SCAN_EXTRAPOLATE = 1e-5
 # (every k-th chunk of 2048) on larger datasets; ``exact_hessian=True`` uses all events.
 HESS_SAMPLE = 100_000
 # An optimiser iteration after which the Newton decrement exceeds this factor times the
-# previous one (1: it grew; a rejected step leaves it equal) is slow progress: the next
-# evaluation makes a new Hessian pass.  Between passes the frozen Hessian follows the
-# path by secant updates, which converge superlinearly on their own (a pass after every
-# rejected step cost more than it saved on the combination bench: 35 s against 25 s).
-SLOW_PROGRESS = 1.0
+# previous one is slow progress: the next evaluation makes a new Hessian pass (and so does
+# every EXACT_EVERY-th frozen evaluation).  Between passes the frozen Hessian follows the
+# path by secant updates.  Cold starts (no nearby Hessian given) refresh eagerly: far
+# from the maximum the curvature changes from step to step.  Warm starts (a nearby
+# Hessian: scans, impacts, the extra starts of a fit) only when the decrement grew (1; a
+# rejected step leaves it equal): the secant updates converge superlinearly on their own
+# (a pass after every rejected step cost more than it saved on the combination bench).
+SLOW_PROGRESS = {"cold": 0.05, "warm": 1.0}
+EXACT_EVERY = {"cold": 4, "warm": 16}
 # A point whose q exceeds the reported maximum by more than this (units of q) proves the
 # maximum is not global (beyond the ~1e-6 precision of extrapolated scan points).
 BETTER_TOL = 10 * Q_TOL
@@ -208,17 +212,15 @@ class _Objective:
 
     Hessian policy: a Hessian pass (order 2, several times the cost of value +
     gradient; subsampled, see HESS_SAMPLE) is made at the first point unless ``H_init``
-    (the full Hessian at a nearby point, e.g. the global fit's) is given, whenever
-    ``refresh`` is set (slow convergence), and after ``EXACT_EVERY`` evaluations with a
-    frozen one.  In between the Hessian is frozen and follows the path by BFGS secant
-    updates from consecutive evaluations.  A subsampled Hessian that is not negative
-    definite is redone from all events, and then every later one of this objective.
+    (the full Hessian at a nearby point, e.g. the global fit's: a warm start) is given,
+    whenever ``refresh`` is set (slow convergence, see SLOW_PROGRESS), and after
+    ``EXACT_EVERY`` evaluations with a frozen one.  In between the Hessian is frozen and
+    follows the path by BFGS secant updates from consecutive evaluations.  A subsampled
+    Hessian that is not negative definite is redone from all events, and then every
+    later one of this objective.
     The gradient is always exact, so the maximum found is exact; only the number of
     steps depends on the Hessian.
     """
-
-    EXACT_EVERY = 16
-    SECANT = True
 
     def __init__(self, lik, data, z0, free, parallel, H_init=None):
         self.lik, self.data, self.parallel = lik, data, parallel
@@ -227,6 +229,7 @@ class _Objective:
         self.cache = {}
         self.n_eval = 0
         self.H_full = None if H_init is None else np.array(H_init, dtype=np.float64)
+        self.start = "cold" if H_init is None else "warm"
         self.since_exact = 0
         self.refresh = False
         self.sample = True           # subsample the Hessian passes (until that fails once)
@@ -251,7 +254,7 @@ class _Objective:
         z = self.full(x)
         full = exact
         exact = (exact or self.H_full is None or self.refresh
-                 or self.since_exact >= self.EXACT_EVERY)
+                 or self.since_exact >= EXACT_EVERY[self.start])
         full = full or (exact and not self.sample)
         q, G, H, n_bad, _ = self.lik.evaluate(z, self.data, 2 if exact else 1, self.parallel,
                                               None if full else HESS_SAMPLE)
@@ -273,7 +276,7 @@ class _Objective:
                 self.since_exact = 0
                 self.refresh = False
             else:
-                if self.SECANT and self.last is not None:
+                if self.last is not None:
                     self.H_full = secant_update(self.H_full, z - self.last[0], G - self.last[1])
                 H = self.H_full
                 self.since_exact += 1
@@ -328,8 +331,9 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
     q again and return q(z0) + decrement (error ~ relative Hessian error x decrement).
 
     Returns a :class:`Maximum`: the point, q there, the full gradient there and the full
-    Hessian (exact at z if ``exact_hessian``, else the last exact one, computed at a
-    point of the optimisation path), success, message, number of evaluations.
+    Hessian (exact at z if ``exact_hessian``, else the last Hessian pass of the
+    optimisation path carried to z by secant updates), success, message, number of
+    evaluations.
     Raises RateError when z0 itself has an event with rate <= 0.
     """
     z0 = np.asarray(z0, dtype=np.float64)
@@ -364,7 +368,7 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
             dec = _decrement(g, H)
             if dec <= _tolerance(info):
                 raise StopIteration
-            if not np.isfinite(dec) or dec > SLOW_PROGRESS * last["dec"]:
+            if not np.isfinite(dec) or dec > SLOW_PROGRESS[obj.start] * last["dec"]:
                 obj.refresh = True          # slow progress: use an exact Hessian next
             last["dec"] = dec
 
