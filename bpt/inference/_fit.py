@@ -216,9 +216,9 @@ class _Objective:
     whenever ``refresh`` is set (slow convergence, see SLOW_PROGRESS), and after
     ``EXACT_EVERY`` evaluations with a frozen one.  In between the Hessian is frozen and
     follows the path by BFGS secant updates from consecutive evaluations.  A subsampled
-    Hessian that is not negative definite is redone from all events, and then every
-    later one of this objective.
-    The gradient is always exact, so the maximum found is exact; only the number of
+    Hessian that is not negative definite is redone from all events, and when that one
+    is (the sampling noise was the cause) so is every later one of this objective.  The
+    gradient is always exact, so the maximum found is exact; only the number of
     steps depends on the Hessian.
     """
 
@@ -261,12 +261,13 @@ class _Objective:
         self.n_eval += 1
         f = self.free
         if exact and not full and not n_bad and not _concave(H[np.ix_(f, f)]):
-            # the subsampled Hessian is not negative definite over the free parameters
-            # (its sampling noise exceeds the weakest curvature): use all events
+            # the subsampled Hessian is not negative definite over the free parameters:
+            # redo it from all events; if that one is, the sampling noise exceeded the
+            # weakest curvature, so use all events from now on (else q is not concave here)
             q, G, H, n_bad, _ = self.lik.evaluate(z, self.data, 2, self.parallel, None)
             self.n_eval += 1
             full = True
-            self.sample = False
+            self.sample = bool(n_bad) or not _concave(H[np.ix_(f, f)])
         n = x.shape[0]
         if n_bad:
             hit = (np.inf, np.zeros(n), np.zeros((n, n)), False, None)
