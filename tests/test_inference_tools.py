@@ -206,6 +206,7 @@ def test_impacts_path_start_is_exact_on_a_cubic_path():
         np.testing.assert_allclose(_path_start(z_hat, a, k, z_hat[k] + d, one),
                                    path(d, cubic=False), rtol=0, atol=1e-12)
     assert _path_start(z_hat, a, k, z_hat[k] + 1.0, []) is None
+    assert _path_start(z_hat, a, k, z_hat[k] + 6.1, refits) is None   # beyond 20 x 0.3
     assert _path_start(z_hat, a, k, z_hat[k] + 1.0, [refits[0], refits[0]]) is None
 
 

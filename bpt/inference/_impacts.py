@@ -88,10 +88,11 @@ def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel, controls=None, 
     """(z, q, success) of the maximum of q with nu_k fixed at ``value`` (index k in z),
     the other parameters under ``controls`` (the fit's fix / bounds).
 
-    Starts, the first valid one used: the path z(nu_k) through the global fit predicted
-    from the refits ``path`` [(value, z)] of the same nuisance (see :func:`_path_start`),
-    the Gaussian prediction z_hat + (value - nu_k^) cov[:, k] / cov[k, k] (the Newton step
-    of the global fit's Hessian), z_hat with nu_k moved."""
+    Starts, in turn until a refit converges: the path z(nu_k) through the global fit
+    predicted from the refits ``path`` [(value, z)] of the same nuisance (see
+    :func:`_path_start`), the Gaussian prediction z_hat + (value - nu_k^) cov[:, k] /
+    cov[k, k] (the Newton step of the global fit's Hessian), z_hat with nu_k moved.  If
+    none converges, the refit with the largest q is returned (success False)."""
     free = np.ones(lik.n_par, dtype=bool)
     free[k] = False
     z_flat = z_hat.copy()
@@ -104,26 +105,38 @@ def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel, controls=None, 
         z_path = _path_start(z_hat, tangent, k, value, path)
         if z_path is not None:
             starts.insert(0, z_path)
+    best = (np.full(lik.n_par, np.nan), np.nan, False)
     for z0 in starts:
         z0[k] = value
         try:
             found = maximize_controlled(lik, data, z0, free, controls, parallel, H_init=H_hat)
         except RateError:
             continue
-        return found.z, found.q, found.success
-    return np.full(lik.n_par, np.nan), np.nan, False
+        if found.success:
+            return found.z, found.q, True
+        if not found.q <= best[1]:                   # also when best has no q yet (nan)
+            best = (found.z, found.q, False)
+    return best
+
+
+# The path start extrapolates from the earlier refits of a nuisance at most this many
+# times their largest distance from the fit (their tolerance-level errors grow as the
+# ratio cubed); farther, the Gaussian prediction is used.
+PATH_REACH = 20.0
 
 
 def _path_start(z_hat, tangent, k, value, path):
     """The profiled path z(nu_k) = z_hat + a d + b d^2 + c d^3 (d = nu_k - nu_k^) at
     ``value``: a = ``tangent`` (its exact slope at the fit, cov[:, k] / cov[k, k]); b from
-    one refit in ``path`` [(v, z)] (c = 0), b and c from two.  None without refits (or
-    with refits at nu_k^ or at one value)."""
+    one refit in ``path`` [(v, z)] (c = 0), b and c from two.  None without refits, with
+    refits at nu_k^ or at one value, or beyond PATH_REACH."""
     d = np.array([v - z_hat[k] for v, _ in path])
     if d.shape[0] == 0 or np.any(d == 0.0) or (d.shape[0] == 2 and d[0] == d[1]):
         return None
-    r = np.array([z - z_hat - di * tangent for di, (_, z) in zip(d, path)])   # (n, n_par)
     x = value - z_hat[k]
+    if abs(x) > PATH_REACH * np.max(np.abs(d)):
+        return None
+    r = np.array([z - z_hat - di * tangent for di, (_, z) in zip(d, path)])   # (n, n_par)
     if d.shape[0] == 1:
         return z_hat + x * tangent + (x / d[0]) ** 2 * r[0]
     basis = np.column_stack([d ** 2, d ** 3])                                # (2, 2)
