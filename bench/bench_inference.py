@@ -22,15 +22,20 @@ Combination (issue 14, ``--part combination``): 2 unbinned channels + 1 binned c
 2 POIs, 20 nuisances (12 shape nuisances, each channel's processes using 6 of them with
 one synthetic BPT-like model per nuisance, shared between channels; 7 normalisations
 and a luminosity), 1e6 data events in total (0.5e6 + 0.4e6 unbinned Asimov-weighted
-events, 0.1e6 events histogrammed into 20 bins; the SM fractions are exact, so the
-Asimov fit returns the truth).  Printed: q + gradient against one
+events, 0.1e6 events histogrammed into 20 bins).  The 3 processes of an unbinned channel
+are simulated on one shared sample of points with distinct weights and exact fractions,
+so the Asimov data are exactly the model's expectation and the Asimov MLE is the truth
+(printed; with processes simulated on different points it is off by O(1) error per
+parameter, see bench/README.md).  Printed: q + gradient against one
 numpy pass over every coefficient array of the combination (data and simulation of all
 channels), a 50-point profiled scan of c1 (c2 and the 20 nuisances profiled), and the
-impacts of the 20 nuisances if ``Combination.impacts`` exists (a marked hook otherwise).
+impacts of the 20 nuisances if ``Combination.impacts`` exists (a marked hook otherwise),
+each with its number of likelihood evaluations.
 
     python bench/bench_inference.py                        # N = 1e6, both parts
     python bench/bench_inference.py --n 200000             # quicker
     python bench/bench_inference.py --part combination     # only the combination
+    python bench/bench_inference.py --part combination --separate-points   # earlier setup
 """
 
 from __future__ import annotations
@@ -125,6 +130,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--replicas", type=int, default=4, help="B for the replica interval (0: skip)")
     ap.add_argument("--part", choices=["single", "combination", "all"], default="all")
+    ap.add_argument("--separate-points", action="store_true",
+                    help="combination: the earlier setup, each process simulated on its own "
+                         "points (its Asimov MLE is not the truth; for comparison)")
     args = ap.parse_args()
     if args.part in ("combination", "all"):
         combination_bench(args)
@@ -236,10 +244,27 @@ class OneNuisanceSystematics:
         return out
 
 
+class ExactFractions:
+    """The exact SM fractions of a shared weighted simulation: process p has density
+    g_p(x) = exp(x . a_p) relative to the common sample, weight c_p g_p(x) per point, so
+    f_p(x) = c_p g_p(x) / sum_q c_q g_q(x) (classifier interface: classes_, predict_proba)."""
+
+    def __init__(self, classes, A, c):
+        self.classes_ = np.array(classes)
+        self.A = np.asarray(A, dtype=np.float64)          # (n_features, n_processes)
+        self.c = np.asarray(c, dtype=np.float64)
+
+    def weights(self, X):
+        return self.c * np.exp(np.asarray(X) @ self.A)
+
+    def predict_proba(self, X):
+        w = self.weights(X)
+        return w / w.sum(axis=1, keepdims=True)
+
+
 class ConstantFractions:
-    """The exact SM fractions of processes simulated from the same density (uniform X):
-    constant, the processes' shares of the yield (so the model is self-consistent and the
-    Asimov fit returns the truth)."""
+    """The exact SM fractions of processes simulated from one density on separate points:
+    constant, the processes' shares of the yield (``--separate-points``)."""
 
     def __init__(self, classes, yields):
         self.classes_ = np.array(classes)
@@ -249,21 +274,37 @@ class ConstantFractions:
         return np.tile(self.p, (np.asarray(X).shape[0], 1))
 
 
-def build_unbinned_channel(name, n_events, shape_names, norm_names, rng, seed, n_features=4):
+def build_unbinned_channel(name, n_events, shape_names, norm_names, rng, seed, n_features=4,
+                           separate=False):
+    """3 processes simulated on one shared sample of n_events // 3 points (weights
+    c_p g_p(x): distinct densities, yields n_events / 2, / 4, / 4) with the exact
+    fractions: the Asimov data (every process's points with its expected weights) are
+    then exactly the model's expectation, so their MLE is the truth (see bench/README.md,
+    "Combination (issue 14)").  ``separate``: the earlier setup, each process on its own
+    uniform points (unit weights, constant fractions): its Asimov MLE is not the truth."""
     names = ["eft", "bkg1", "bkg2"]
-    sizes = [n_events // 2, n_events // 4, n_events - n_events // 2 - n_events // 4]
+    yields = np.array([n_events // 2, n_events // 4, n_events - n_events // 2 - n_events // 4],
+                      dtype=np.float64)
+    if separate:
+        frac = ConstantFractions(names, yields)
+        samples = [(rng.uniform(-1, 1, size=(int(n), n_features)), np.ones(int(n)))
+                   for n in yields]
+    else:
+        X = rng.uniform(-1, 1, size=(n_events // 3, n_features))
+        A = rng.normal(size=(n_features, 3)) * 0.5
+        A[:, 0] = 0.0                                      # eft: the uniform density
+        frac = ExactFractions(names, A, yields / np.exp(X @ A).sum(axis=0))
+        w_all = frac.weights(X)
+        samples = [(X, np.ascontiguousarray(w_all[:, i])) for i in range(3)]
     procs = []
-    for i, (pname, n) in enumerate(zip(names, sizes)):
-        X = rng.uniform(-1, 1, size=(n, n_features))
+    for i, (pname, (X, w)) in enumerate(zip(names, samples)):
         syst = [(OneNuisanceSystematics(n_features, 0.05, seed + 100 * i + k), [s])
                 for k, s in enumerate(shape_names)]
         ratio = SyntheticRatio(2, n_features, 0.3, seed + 1) if i == 0 else None
         norm = {norm_names[i]: 0.1} if i < len(norm_names) else None
-        procs.append(Process(pname, X, np.ones(n), ratio=ratio, systematics=syst,
-                             normalization=norm))
+        procs.append(Process(pname, X, w, ratio=ratio, systematics=syst, normalization=norm))
     nus = sorted({*shape_names, *norm_names[:3], "lumi"})
-    return AdditiveModel(procs, pois=["c1", "c2"], nuisances=nus,
-                         fractions=ConstantFractions(names, sizes),
+    return AdditiveModel(procs, pois=["c1", "c2"], nuisances=nus, fractions=frac,
                          luminosity=("lumi", 0.02), name=name)
 
 
@@ -282,22 +323,48 @@ def build_binned_channel(name, n_events, shape_names, norm_names, rng, seed, n_f
                          luminosity=("lumi", 0.02), name=name)
 
 
-def build_combination(n_events, seed=0):
+def build_combination(n_events, seed=0, separate=False):
     rng = np.random.default_rng(seed)
     shape = [f"s{k}" for k in range(12)]
     norm = [f"n{k}" for k in range(7)]
-    a = build_unbinned_channel("sr1", n_events // 2, shape[0:6], norm[0:3], rng, seed + 10)
-    b = build_unbinned_channel("sr2", 2 * n_events // 5, shape[3:9], norm[2:5], rng, seed + 20)
+    a = build_unbinned_channel("sr1", n_events // 2, shape[0:6], norm[0:3], rng, seed + 10,
+                               separate=separate)
+    b = build_unbinned_channel("sr2", 2 * n_events // 5, shape[3:9], norm[2:5], rng, seed + 20,
+                               separate=separate)
     c = build_binned_channel("cr", n_events - n_events // 2 - 2 * n_events // 5, shape[6:12],
                              norm[5:7], rng, seed + 30)
     return Combination([a, b, c], pois=["c1", "c2"])
+
+
+class EvaluationCounter:
+    """Counts the evaluations of a likelihood (wraps ``evaluate`` of that one instance):
+    q + gradient passes and passes with a Hessian (exact or subsampled).  Evaluation
+    counts do not depend on the machine's load; seconds do."""
+
+    def __init__(self, lik):
+        self.lik, self._evaluate = lik, lik.evaluate
+        self.grad = self.hess = 0
+        lik.evaluate = self
+
+    def __call__(self, z, data, order=0, parallel=True, hess_sample=None):
+        if order >= 2:
+            self.hess += 1
+        else:
+            self.grad += 1
+        return self._evaluate(z, data, order, parallel, hess_sample)
+
+    def take(self):
+        """'n evaluations (g q + gradient, h with Hessian)' since the last call; resets."""
+        out = f"{self.grad + self.hess} evaluations ({self.grad} q + gradient, {self.hess} with Hessian)"
+        self.grad = self.hess = 0
+        return out
 
 
 def combination_bench(args):
     import numba
     os.system("uptime")
     t0 = time.perf_counter()
-    comb = build_combination(args.n)
+    comb = build_combination(args.n, separate=args.separate_points)
     K = comb.n_nuisances
     theta_true, nu_true = np.array([0.05, -0.03]), np.zeros(K)
     asi = comb.asimov(theta_true, nu_true)
@@ -336,26 +403,30 @@ def combination_bench(args):
     print(f"q + gradient:            {t_q1 * 1e3:8.1f} ms  ratio {t_q1 / t_stream:.2f} (best / "
           f"best; median of back-to-back pairs {pair:.2f})  [target <= 3]")
     print(f"q + gradient + Hessian:  {t_q2 * 1e3:8.1f} ms  ratio {t_q2 / t_stream:.2f}")
+    count = EvaluationCounter(comb.likelihood_)
     t0 = time.perf_counter()
     fit = comb.fit(data)
     t_fit = time.perf_counter() - t0
-    print(f"MLE: {t_fit:.2f} s, {fit.n_evaluations} evaluations, theta = {fit.theta}, "
-          f"success = {fit.success}")
+    z_true = np.concatenate([theta_true, nu_true])
+    pull = np.max(np.abs(fit.z - z_true) / fit.errors)
+    print(f"MLE: {t_fit:.2f} s, {count.take()}, theta = {fit.theta}, success = "
+          f"{fit.success}; Asimov MLE - truth: max |z_hat - z_true| / error = {pull:.2g}")
     err = fit.error("c1")
     grid = fit["c1"] + np.linspace(-3 * err, 3 * err, args.points)
     t0 = time.perf_counter()
     res = comb.scan(grid, data, poi="c1", return_result=True)
     t_scan = time.perf_counter() - t0
     print(f"{args.points}-point profiled scan of c1 (c2 and {K} nuisances profiled): "
-          f"{t_scan:.2f} s  [target <= 20 s]; all converged: {bool(res.success.all())}; "
-          f"t range {res.t.min():.3g} .. {res.t.max():.3g}")
+          f"{t_scan:.2f} s  [target <= 20 s], {count.take()}; all converged: "
+          f"{bool(res.success.all())}; t range {res.t.min():.3g} .. {res.t.max():.3g}")
     # ---- HOOK: impacts (issue 14 item 4, built on another branch).  When
     # Combination.impacts exists, this times the impacts of all nuisances on c1.
     if hasattr(comb, "impacts"):
         t0 = time.perf_counter()
-        comb.impacts(data, poi="c1")
+        imp = comb.impacts(data, poi="c1")
         t_imp = time.perf_counter() - t0
-        print(f"impacts of {K} nuisances on c1: {t_imp:.2f} s  [target <= 60 s]")
+        print(f"impacts of {K} nuisances on c1 ({4 * K} refits): {t_imp:.2f} s  [target <= "
+              f"60 s], {count.take()}; all converged: {bool(imp.success.all())}")
     else:
         print("impacts: Combination.impacts is not available on this branch (hook in "
               "combination_bench)")

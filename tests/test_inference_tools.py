@@ -186,6 +186,30 @@ def test_impacts_exact_refits_gaussian_limit_and_ranking(model, data, sim):
     assert "theta" in imp.table() and imp.names[0] in str(imp)
 
 
+def test_impacts_path_start_is_exact_on_a_cubic_path():
+    """The start of a refit of nuisance k: the path z(nu_k) = z_hat + a d + b d^2 + c d^3
+    from its exact slope a and the earlier refits -- exact for a path of that degree."""
+    from bpt.inference._impacts import _path_start
+    rng = np.random.default_rng(0)
+    z_hat, a, b, c = rng.normal(size=(4, 5))
+    k = 2
+    a[k], b[k], c[k] = 1.0, 0.0, 0.0              # nu_k = nu_k^ + d
+
+    def path(d, cubic=True):
+        return z_hat + a * d + b * d ** 2 + (c * d ** 3 if cubic else 0.0)
+
+    refits = [(z_hat[k] + d, path(d)) for d in (0.3, -0.2)]
+    for d in (1.0, -1.0, 0.05):
+        np.testing.assert_allclose(_path_start(z_hat, a, k, z_hat[k] + d, refits), path(d),
+                                   rtol=0, atol=1e-12)
+        one = [(z_hat[k] + 0.3, path(0.3, cubic=False))]          # quadratic from one refit
+        np.testing.assert_allclose(_path_start(z_hat, a, k, z_hat[k] + d, one),
+                                   path(d, cubic=False), rtol=0, atol=1e-12)
+    assert _path_start(z_hat, a, k, z_hat[k] + 1.0, []) is None
+    assert _path_start(z_hat, a, k, z_hat[k] + 6.1, refits) is None   # beyond 20 x 0.3
+    assert _path_start(z_hat, a, k, z_hat[k] + 1.0, [refits[0], refits[0]]) is None
+
+
 def test_impacts_joblib_free_nuisance_and_bad_input(sim, data, caplog):
     import logging
 

@@ -20,12 +20,26 @@ __all__ = ["FitResult", "ProfileResult", "ScanResult", "Maximum", "maximize", "f
 # Stop when the Newton decrement (the predicted gain of q from one more Newton step) is
 # below this, in units of q (t = -2 q, so t is accurate to ~2e-7).
 Q_TOL = 1e-7
+# ... and below Q_TOL * FROZEN_TOL when it is computed with a frozen (secant-updated)
+# Hessian, an estimate of the curvature: the stopping point is then as close to the
+# maximum as with a Hessian computed there.
+FROZEN_TOL = 0.1
 # Scan points whose predicted start is this close (Newton decrement, units of q) finish
 # with one unevaluated Newton step: t is then accurate to ~1e-6.
 SCAN_EXTRAPOLATE = 1e-5
 # The Hessians that only steer the optimiser are estimated from at least this many events
 # (every k-th chunk of 2048) on larger datasets; ``exact_hessian=True`` uses all events.
 HESS_SAMPLE = 100_000
+# An optimiser iteration after which the Newton decrement exceeds this factor times the
+# previous one is slow progress: the next evaluation makes a new Hessian pass (and so does
+# every EXACT_EVERY-th frozen evaluation).  Between passes the frozen Hessian follows the
+# path by secant updates.  Cold starts (no nearby Hessian given) refresh eagerly: far
+# from the maximum the curvature changes from step to step.  Warm starts (a nearby
+# Hessian: scans, impacts, the extra starts of a fit) only when the decrement grew (1; a
+# rejected step leaves it equal): the secant updates converge superlinearly on their own
+# (a pass after every rejected step cost more than it saved on the combination bench).
+SLOW_PROGRESS = {"cold": 0.05, "warm": 1.0}
+EXACT_EVERY = {"cold": 4, "warm": 16}
 # A point whose q exceeds the reported maximum by more than this (units of q) proves the
 # maximum is not global (beyond the ~1e-6 precision of extrapolated scan points).
 BETTER_TOL = 10 * Q_TOL
@@ -177,18 +191,36 @@ class ScanResult:
     fit: FitResult = field(repr=False)
 
 
+def secant_update(H, s, y):
+    """BFGS update of the Hessian H of q (concave) from a step s and the change y of the
+    gradient along it (H unchanged if the pair violates the curvature condition): a frozen
+    Hessian follows the path's curvature without a Hessian pass.  It only steers steps;
+    maxima use exact gradients.  See docs/inference.md (*Implementation*, Optimiser)."""
+    B = -H
+    yb = -y
+    sy = float(s @ yb)
+    Bs = B @ s
+    sBs = float(s @ Bs)
+    if not (sy > 1e-10 * np.linalg.norm(s) * np.linalg.norm(yb) and sBs > 0):
+        return H
+    B = B - np.outer(Bs, Bs) / sBs + np.outer(yb, yb) / sy
+    return -(0.5 * (B + B.T))
+
+
 class _Objective:
     """-q and derivatives over the free parameters; remembers recent evaluations.
 
-    Hessian policy: the exact Hessian (an order-2 kernel pass, several times the cost of
-    value + gradient) is computed at the first point unless ``H_init`` (the full Hessian
-    at a nearby point, e.g. the previous scan point) is given, whenever ``refresh`` is
-    set (slow convergence), and after ``EXACT_EVERY`` evaluations with a frozen one.  In
-    between the last exact Hessian is reused: the gradient is always exact, so the
-    maximum found is exact; only the number of steps depends on the Hessian.
+    Hessian policy: a Hessian pass (order 2, several times the cost of value +
+    gradient; subsampled, see HESS_SAMPLE) is made at the first point unless ``H_init``
+    (the full Hessian at a nearby point, e.g. the global fit's: a warm start) is given,
+    whenever ``refresh`` is set (slow convergence, see SLOW_PROGRESS), and after
+    ``EXACT_EVERY`` evaluations with a frozen one.  In between the Hessian is frozen and
+    follows the path by BFGS secant updates from consecutive evaluations.  A subsampled
+    Hessian that is not negative definite is redone from all events, and when that one
+    is (the sampling noise was the cause) so is every later one of this objective.  The
+    gradient is always exact, so the maximum found is exact; only the number of
+    steps depends on the Hessian.
     """
-
-    EXACT_EVERY = 4
 
     def __init__(self, lik, data, z0, free, parallel, H_init=None):
         self.lik, self.data, self.parallel = lik, data, parallel
@@ -197,8 +229,11 @@ class _Objective:
         self.cache = {}
         self.n_eval = 0
         self.H_full = None if H_init is None else np.array(H_init, dtype=np.float64)
+        self.start = "cold" if H_init is None else "warm"
         self.since_exact = 0
         self.refresh = False
+        self.sample = True           # subsample the Hessian passes (until that fails once)
+        self.last = None             # (z, G) of the last evaluation, for secant updates
 
     def full(self, x):
         z = self.z0.copy()
@@ -206,7 +241,8 @@ class _Objective:
         return z
 
     def get(self, x, exact=False):
-        """(-q, -grad, -hess) over the free parameters, ok, (q, G, H, H_exact_here) in full.
+        """(-q, -grad, -hess) over the free parameters, ok, and in full (q, G, H,
+        H_exact_here: from all events at this point, H_fresh: from a Hessian pass here).
 
         ``exact=True``: the Hessian at x from all events (recomputed if the cached one
         was frozen or subsampled).
@@ -218,10 +254,20 @@ class _Objective:
         z = self.full(x)
         full = exact
         exact = (exact or self.H_full is None or self.refresh
-                 or self.since_exact >= self.EXACT_EVERY)
+                 or self.since_exact >= EXACT_EVERY[self.start])
+        full = full or (exact and not self.sample)
         q, G, H, n_bad, _ = self.lik.evaluate(z, self.data, 2 if exact else 1, self.parallel,
                                               None if full else HESS_SAMPLE)
         self.n_eval += 1
+        f = self.free
+        if exact and not full and not n_bad and not _concave(H[np.ix_(f, f)]):
+            # the subsampled Hessian is not negative definite over the free parameters:
+            # redo it from all events; if that one is, the sampling noise exceeded the
+            # weakest curvature, so use all events from now on (else q is not concave here)
+            q, G, H, n_bad, _ = self.lik.evaluate(z, self.data, 2, self.parallel, None)
+            self.n_eval += 1
+            full = True
+            self.sample = bool(n_bad) or not _concave(H[np.ix_(f, f)])
         n = x.shape[0]
         if n_bad:
             hit = (np.inf, np.zeros(n), np.zeros((n, n)), False, None)
@@ -231,10 +277,12 @@ class _Objective:
                 self.since_exact = 0
                 self.refresh = False
             else:
+                if self.last is not None:
+                    self.H_full = secant_update(self.H_full, z - self.last[0], G - self.last[1])
                 H = self.H_full
                 self.since_exact += 1
-            f = self.free
-            hit = (-q, -G[f], -H[np.ix_(f, f)], True, (q, G, H, exact and full))
+            self.last = (z, G)
+            hit = (-q, -G[f], -H[np.ix_(f, f)], True, (q, G, H, exact and full, exact))
         if len(self.cache) > 8:
             self.cache.pop(next(iter(self.cache)))
         self.cache[key] = hit
@@ -248,6 +296,21 @@ class _Objective:
 
     def hess(self, x):
         return self.get(x)[2]
+
+
+def _tolerance(info):
+    """The Newton decrement to stop at for an evaluation's ``info`` (see _Objective.get):
+    Q_TOL with a Hessian computed at the point, Q_TOL * FROZEN_TOL with a frozen one."""
+    return Q_TOL if info is None or info[4] else Q_TOL * FROZEN_TOL
+
+
+def _concave(H):
+    """True if H is negative definite (a Cholesky factorisation of -H exists)."""
+    try:
+        np.linalg.cholesky(-H)
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 def _decrement(g, H):
@@ -269,28 +332,30 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
     q again and return q(z0) + decrement (error ~ relative Hessian error x decrement).
 
     Returns a :class:`Maximum`: the point, q there, the full gradient there and the full
-    Hessian (exact at z if ``exact_hessian``, else the last exact one, computed at a
-    point of the optimisation path), success, message, number of evaluations.
+    Hessian (exact at z if ``exact_hessian``, else the last Hessian pass of the
+    optimisation path carried to z by secant updates), success, message, number of
+    evaluations.
     Raises RateError when z0 itself has an event with rate <= 0.
     """
     z0 = np.asarray(z0, dtype=np.float64)
     free = np.asarray(free, dtype=bool)
     obj = _Objective(lik, data, z0, free, parallel, H_init)
     x0 = z0[free]
-    f0, g0, H0, ok, _ = obj.get(x0)
+    f0, g0, H0, ok, info = obj.get(x0)
     if not ok:
         lik.checked(z0, data, 2, parallel)        # raises RateError with the likelihood's message
         raise RateError(lik.rate_message(z0, -1, -1, 0))
     message = "converged"
     success = True
     dec0 = _decrement(g0, H0) if free.any() else 0.0
-    if Q_TOL < dec0 <= extrapolate:
-        q, G, H, _ = obj.get(x0)[4]
+    tol0 = _tolerance(info)
+    if tol0 < dec0 <= extrapolate:
+        q, G, H = obj.get(x0)[4][:3]
         x = x0 - np.linalg.solve(H0, g0)
         return Maximum(obj.full(x), float(q) + dec0, G, H, True,
                        f"converged (one Newton step extrapolated, decrement {dec0:.2g})",
                        obj.n_eval)
-    if dec0 > Q_TOL:
+    if dec0 > tol0:
         # first trust radius: the Newton step if -q is locally convex, else 1
         try:
             step = np.linalg.norm(np.linalg.solve(H0, g0))
@@ -300,11 +365,11 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
         last = {"dec": _decrement(g0, H0)}
 
         def callback(intermediate_result):
-            _, g, H, _, _ = obj.get(np.asarray(intermediate_result.x, dtype=np.float64))
+            _, g, H, _, info = obj.get(np.asarray(intermediate_result.x, dtype=np.float64))
             dec = _decrement(g, H)
-            if dec <= Q_TOL:
+            if dec <= _tolerance(info):
                 raise StopIteration
-            if not np.isfinite(dec) or dec > 0.05 * last["dec"]:
+            if not np.isfinite(dec) or dec > SLOW_PROGRESS[obj.start] * last["dec"]:
                 obj.refresh = True          # slow progress: use an exact Hessian next
             last["dec"] = dec
 
@@ -315,9 +380,9 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
                                     options={"gtol": 1e-12, "maxiter": maxiter,
                                              "initial_trust_radius": radius})
         x = np.asarray(res.x, dtype=np.float64)
-        f, g, H, _, _ = obj.get(x)
+        f, g, H, _, info = obj.get(x)
         dec = _decrement(g, H)
-        if dec <= Q_TOL:
+        if dec <= _tolerance(info):
             success, message = True, "converged"
         elif dec <= 1e-5:
             success, message = True, f"converged (Newton decrement {dec:.2g})"
@@ -325,7 +390,7 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
             success, message = False, f"not converged: {res.message} (Newton decrement {dec:.3g})"
     else:
         x = x0
-    q, G, H, is_exact = obj.get(x, exact=exact_hessian)[4]
+    q, G, H = obj.get(x, exact=exact_hessian)[4][:3]
     return Maximum(obj.full(x), float(q), G, H, success, message, obj.n_eval)
 
 

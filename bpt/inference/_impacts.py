@@ -4,7 +4,10 @@ For nuisance k with best fit nu_k^ and post-fit error sigma_k (from the covarian
 global fit): fix nu_k at nu_k^ +- sigma_k (post-fit) and at nu_k^ +- 1 (pre-fit, the unit
 width of its Gaussian constraint; not defined for free-floating nuisances), maximise q over
 every other parameter and record the shift of the POI's best fit.  In the Gaussian limit
-the post-fit impact is cov[theta, nu_k] / sigma_k = rho sigma_theta.
+the post-fit impact is cov[theta, nu_k] / sigma_k = rho sigma_theta.  The refits of one
+nuisance run in turn, each starting from the profiled path z(nu_k) predicted from the
+fit (its slope cov[:, k] / cov[k, k]) and the earlier refits (the pre-fit values are often
+many post-fit errors away).
 
 Works on a ``Likelihood`` and a data tuple, like ``_fit``; the refits run through joblib.
 """
@@ -81,54 +84,107 @@ class ImpactsResult:
         return self.table()
 
 
-def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel, controls=None):
+def _fixed_fit(lik, data, z_hat, cov, H_hat, k, value, parallel, controls=None, path=()):
     """(z, q, success) of the maximum of q with nu_k fixed at ``value`` (index k in z),
-    the other parameters under ``controls`` (the fit's fix / bounds)."""
+    the other parameters under ``controls`` (the fit's fix / bounds).
+
+    Starts, in turn until a refit converges: the path z(nu_k) through the global fit
+    predicted from the refits ``path`` [(value, z)] of the same nuisance (see
+    :func:`_path_start`), the Gaussian prediction z_hat + (value - nu_k^) cov[:, k] /
+    cov[k, k] (the Newton step of the global fit's Hessian), z_hat with nu_k moved.  If
+    none converges, the refit with the largest q is returned (success False)."""
     free = np.ones(lik.n_par, dtype=bool)
     free[k] = False
     z_flat = z_hat.copy()
     z_flat[k] = value
     starts = [z_flat]
     ckk = cov[k, k]
-    if np.all(np.isfinite(cov[:, k])) and ckk > 0:      # the Gaussian prediction first
-        starts.insert(0, z_hat + (value - z_hat[k]) * cov[:, k] / ckk)
+    if np.all(np.isfinite(cov[:, k])) and ckk > 0:
+        tangent = cov[:, k] / ckk
+        starts.insert(0, z_hat + (value - z_hat[k]) * tangent)     # the Gaussian prediction
+        z_path = _path_start(z_hat, tangent, k, value, path)
+        if z_path is not None:
+            starts.insert(0, z_path)
+    best = (np.full(lik.n_par, np.nan), np.nan, False)
     for z0 in starts:
         z0[k] = value
         try:
             found = maximize_controlled(lik, data, z0, free, controls, parallel, H_init=H_hat)
         except RateError:
             continue
-        return found.z, found.q, found.success
-    return np.full(lik.n_par, np.nan), np.nan, False
+        if found.success:
+            return found.z, found.q, True
+        if not found.q <= best[1]:                   # also when best has no q yet (nan)
+            best = (found.z, found.q, False)
+    return best
+
+
+# The path start extrapolates from the earlier refits of a nuisance at most this many
+# times their largest distance from the fit (their tolerance-level errors grow as the
+# ratio cubed); farther, the Gaussian prediction is used.
+PATH_REACH = 20.0
+
+
+def _path_start(z_hat, tangent, k, value, path):
+    """The profiled path z(nu_k) = z_hat + a d + b d^2 + c d^3 (d = nu_k - nu_k^) at
+    ``value``: a = ``tangent`` (its exact slope at the fit, cov[:, k] / cov[k, k]); b from
+    one refit in ``path`` [(v, z)] (c = 0), b and c from two.  None without refits, with
+    refits at nu_k^ or at one value, or beyond PATH_REACH."""
+    d = np.array([v - z_hat[k] for v, _ in path])
+    if d.shape[0] == 0 or np.any(d == 0.0) or (d.shape[0] == 2 and d[0] == d[1]):
+        return None
+    x = value - z_hat[k]
+    if abs(x) > PATH_REACH * np.max(np.abs(d)):
+        return None
+    r = np.array([z - z_hat - di * tangent for di, (_, z) in zip(d, path)])   # (n, n_par)
+    if d.shape[0] == 1:
+        return z_hat + x * tangent + (x / d[0]) ** 2 * r[0]
+    basis = np.column_stack([d ** 2, d ** 3])                                # (2, 2)
+    b, c = np.linalg.solve(basis, r)
+    return z_hat + x * tangent + x ** 2 * b + x ** 3 * c
 
 
 def impacts_task(lik, data, z_hat, cov, H_hat, controls, items, parallel):
-    """For each (k, value) of ``items``: (z, q, success) with z_k fixed at value."""
-    return [_fixed_fit(lik, data, z_hat, cov, H_hat, k, v, parallel, controls)
-            for k, v in items]
+    """For each (k, values) of ``items``: [(z, q, success)] with z_k fixed at each value,
+    in order; each refit starts from the path predicted by the converged earlier ones of
+    the same nuisance (see :func:`_path_start`; values: nu_k^ +- its post-fit error, then
+    the pre-fit nu_k^ +- 1)."""
+    out = []
+    for k, values in items:
+        res, path = [], []
+        for v in values:
+            z, q, ok = _fixed_fit(lik, data, z_hat, cov, H_hat, k, v, parallel, controls,
+                                  path[-2:])
+            res.append((z, q, ok))
+            if ok:
+                path.append((v, z))
+        out.append(res)
+    return out
 
 
-def run_items(fn, items, n_jobs, args, verbose, what):
+def run_items(fn, items, n_jobs, args, verbose, what, size=None):
     """Run fn(*args, chunk, parallel) over chunks of ``items``; returns the concatenated
     per-item results.  One task: in-process (numba-parallel) item by item, reporting
     progress after each; else ``n_tasks(n_jobs)`` contiguous chunks through joblib,
     reporting as chunks finish.  The result does not depend on the chunking.
-    ``verbose`` / ``what``: progress through ``_progress`` (as scans and toys)."""
+    ``verbose`` / ``what``: progress through ``_progress`` (as scans and toys), in
+    units of ``size(item)`` (default 1 per item)."""
     n = len(items)
+    size = size or (lambda item: 1)
     n_chunks = n_tasks(n_jobs, n)
     out = []
-    with progress(n, what, verbose) as bar:
+    with progress(sum(size(it) for it in items), what, verbose) as bar:
         if n_chunks == 1:
             for it in items:
                 out += fn(*args, [it], True)
-                bar.update(1)
+                bar.update(size(it))
             return out
         chunks = [[items[i] for i in c] for c in np.array_split(np.arange(n), n_chunks)]
         gen = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(
             joblib.delayed(fn)(*args, c, False) for c in chunks)
         for c, part in zip(chunks, gen):
             out += part
-            bar.update(len(c))
+            bar.update(sum(size(it) for it in c))
     return out
 
 
@@ -166,9 +222,10 @@ def compute_impacts(lik, data, fit, poi_index, n_jobs=None, verbose=0, controls=
         j = P + k
         nu = z_hat[j]
         vals = [nu + err[i], nu - err[i]] + ([nu + 1.0, nu - 1.0] if gauss[i] else [])
-        items += [(j, float(np.clip(v, lower[j], upper[j]))) for v in vals]
-    res = run_items(impacts_task, items, n_jobs,
-                    (lik, data, z_hat, cov, fit.hessian, controls), verbose, "impacts")
+        items.append((j, [float(np.clip(v, lower[j], upper[j])) for v in vals]))
+    res = run_items(impacts_task, items, n_jobs, (lik, data, z_hat, cov, fit.hessian, controls),
+                    verbose, "impacts", size=lambda item: len(item[1]))
+    res = [r for per_nuisance in res for r in per_nuisance]
     th = fit.theta[poi_index]
     n = len(kept)
     up, down = np.full(n, np.nan), np.full(n, np.nan)

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-from ._fit import BETTER_TOL, SCAN_EXTRAPOLATE, maximize_controlled
+from ._fit import BETTER_TOL, SCAN_EXTRAPOLATE, maximize_controlled, secant_update
 from ._likelihood import RateError
 
 __all__ = ["ONE_SIGMA_CL", "critical_value", "BetterPoint", "scan_task", "endpoint",
@@ -108,27 +108,12 @@ def scan_task(lik, data, fixed, values, z_start, parallel, H_start=None, control
         if controls is not None:
             at = controls.apply(at)
         if pair is not None and H is not None:
-            H = _secant_update(H, at - pair[0], found.gradient - pair[1])
+            H = secant_update(H, at - pair[0], found.gradient - pair[1])
         pair = (np.array(at, dtype=np.float64), np.array(found.gradient, dtype=np.float64))
         qs[k], zs[k], ok[k] = found.q, zk, found.success
         prev = (z[fixed[0]], z.copy()) if fixed.shape[0] == 1 and k > 0 else None
         z = zk
     return qs, zs, ok
-
-
-def _secant_update(H, s, y):
-    """BFGS update of the Hessian H of q (concave) from a step s and the change y of the
-    gradient along it: the frozen Hessian of a scan follows the path's curvature without
-    a Hessian pass (it only steers the predictions; the maxima use exact gradients)."""
-    B = -H
-    yb = -y
-    sy = float(s @ yb)
-    Bs = B @ s
-    sBs = float(s @ Bs)
-    if not (sy > 1e-10 * np.linalg.norm(s) * np.linalg.norm(yb) and sBs > 0):
-        return H
-    B = B - np.outer(Bs, Bs) / sBs + np.outer(yb, yb) / sy
-    return -(0.5 * (B + B.T))
 
 
 def _profiler(lik, data, j, z_hat, H_hat, q_max, controls=None, report=None):
