@@ -514,8 +514,7 @@ class TreeGrower:
                              leaf_of)
             else:
                 route_raw(d.X, feature, threshold, left, right, index, leaf_of)
-            self._all_rows(n_all)
-            rows = self._arange
+            rows = self._identity(n_all)
             sums = leaf_sums_all(d.Y, d.cls, loss.onehot, rows, leaf_of, leaf_node.shape[0],
                                  loss.n_sums)
         else:
@@ -528,12 +527,17 @@ class TreeGrower:
     # Row-length buffers are reused from tree to tree (a fresh array of N int64 per tree
     # costs page faults on every tree): the update fields of a returned tree are valid
     # until the next call of grow.
-    def _all_rows(self, n):
-        """0..n-1 in a reused buffer (grow_tree permutes it: refilled every time)."""
+    def _identity(self, n):
+        """0..n-1 (not to be written to)."""
         if self._arange is None or self._arange.shape[0] != n:
             self._arange = np.arange(n, dtype=np.int64)
             self._rows = np.empty(n, dtype=np.int64)
-        np.copyto(self._rows, self._arange)
+        return self._arange
+
+    def _all_rows(self, n):
+        """0..n-1 in a reused buffer (grow_tree permutes it: refilled every time)."""
+        ids = self._identity(n)
+        np.copyto(self._rows, ids)
         return self._rows
 
     def _leaf_buffer(self, n):
