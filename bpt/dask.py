@@ -45,7 +45,7 @@ from ._engine._histogram import build_histogram, node_stats
 from ._engine._loss import (BITLoss, BPTLoss, _nominal_index, add_leaf_log_ratio,
                             bpt_model_loss, update_bit)
 from ._engine._predictor import TreeEnsemble
-from ._engine._runtime import numba_threads
+from ._engine._runtime import lock_released, numba_threads
 from ._engine._splitting import find_split_hist
 from ._validation import check_features, check_finite, check_sample_weight
 from ._warnings import warn_user
@@ -393,15 +393,17 @@ class _Cluster:
 
     def gather(self, futures):
         distributed = self.distributed
-        while True:
-            try:
-                distributed.wait(futures, timeout=_POLL)
-                break
-            except Exception as exc:  # noqa: BLE001 - TimeoutError differs across versions
-                if "Timeout" not in type(exc).__name__:
-                    raise
-                self.check_alive(futures)
-        return self.client.gather(futures)
+        # in-process workers run their kernels under the lock this thread may hold
+        with lock_released():
+            while True:
+                try:
+                    distributed.wait(futures, timeout=_POLL)
+                    break
+                except Exception as exc:  # noqa: BLE001 - TimeoutError differs by version
+                    if "Timeout" not in type(exc).__name__:
+                        raise
+                    self.check_alive(futures)
+            return self.client.gather(futures)
 
     def check_alive(self, futures):
         alive = self.alive()
@@ -437,7 +439,8 @@ class _Cluster:
             alive = self.alive()
             addrs = sorted({a for a in self.workers if alive is None or a in alive})
             if addrs:
-                self.client.run(_w_drop_token, self.token, workers=addrs)
+                with lock_released():
+                    self.client.run(_w_drop_token, self.token, workers=addrs)
         except Exception:  # noqa: BLE001 - best effort cleanup (client closing)
             pass
 
@@ -582,7 +585,8 @@ class _DaskMixin:
         fX = _block_futures(X, dask, distributed)
         fT = _block_futures(T, dask, distributed)
         fw = _block_futures(w, dask, distributed) if w is not None else None
-        distributed.wait(fX + fT + (fw or []))
+        with lock_released():
+            distributed.wait(fX + fT + (fw or []))
         who = client.who_has(fX)
         offsets = np.concatenate([[0], np.cumsum(row_chunks)]).astype(np.int64)
         groups = {}

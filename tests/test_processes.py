@@ -56,6 +56,17 @@ def test_one_cpu_affinity_forked_children_and_threads():
     assert res.stdout.split()[-1] == "workqueue", res.stdout
 
 
+def test_one_cpu_affinity_dask_on_in_process_workers():
+    """bpt.dask with LocalCluster(processes=False) in a one-CPU process (workqueue, so
+    kernels are serialised by a lock): the driver held the lock for the whole fit and
+    its workers' kernels waited for it forever."""
+    pytest.importorskip("distributed")
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    res = _run([os.path.join(HERE, "_process_worker.py"), "dask-threads", "one-cpu"])
+    assert res.stdout.split()[-1] == "workqueue", res.stdout
+
+
 def test_default_layer_fresh_interpreters():
     """spawn, forkserver and joblib's loky backend (fresh interpreters in the children)."""
     res = _run([os.path.join(HERE, "_process_worker.py"), "spawn,forkserver,loky"])

@@ -217,6 +217,28 @@ def numba_threads(n_jobs):
             numba.set_num_threads(old)
 
 
+@contextmanager
+def lock_released():
+    """Give up the process-wide kernel lock of :func:`numba_threads` (every level this
+    thread holds) while the enclosed code waits for other threads, and take it back
+    after.  For a driver that holds the lock for a whole fit and waits on in-process
+    workers (``bpt.dask`` with ``LocalCluster(processes=False)``): without it the
+    workers' kernels would wait for the lock forever."""
+    lock = _lock
+    held = 0
+    while True:
+        try:
+            lock.release()
+        except RuntimeError:            # not held (any more) by this thread
+            break
+        held += 1
+    try:
+        yield
+    finally:
+        for _ in range(held):
+            lock.acquire()
+
+
 # ------------------------------------------------------------------ caching
 _cache_state = {"warned": False, "disabled": 0}
 
