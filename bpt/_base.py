@@ -172,6 +172,8 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
             raise ValueError(f"validation_fraction must be in (0, 1) or None, got {vf!r}")
         if self.n_iter_no_change is not None:       # None: as in files of bpt <= 0.1
             _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        if not isinstance(getattr(self, "refit", False), (bool, np.bool_)):
+            raise ValueError(f"refit must be True or False, got {self.refit!r}")
         tol = self.tol
         if (isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not np.isfinite(tol)
                 or tol < 0):
@@ -223,14 +225,41 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
         return float(self.learning_rate)
 
     def _boost(self, X, Y, cls, loss, validation=None, weight_scale=1.0, callbacks=None,
-               rows=None):
+               rows=None, n_trees=None):
         """Bin X (its rows ``rows``, the training rows; None: all) and run the boosting
         loop on n_jobs threads (see ``_boost_loop``)."""
         with numba_threads(self.n_jobs), _verbose_logging(self.verbose):
             self._boost_loop(self._training_data(X, Y, cls, rows), loss, validation,
-                             weight_scale, callbacks)
+                             weight_scale, callbacks, n_trees)
 
-    def _boost_loop(self, data, loss, validation, weight_scale, callbacks=None):
+    def _boost_and_refit(self, boost, rows, validation, callbacks):
+        """Boost on the training rows ``rows`` (None: all), then, with ``refit`` after early
+        stopping on an internal validation split (``rows`` not None), boost again on all
+        rows with the number of trees that early stopping kept.
+
+        ``boost(rows, validation, callbacks, n_trees)`` prepares the targets of ``rows`` and
+        calls :meth:`_boost`.  The refitted model keeps ``validation_loss_`` of the first
+        pass (the curve that chose ``n_iter_``); ``train_loss_`` is the refitted model's
+        loss on all rows; ``fit_time_`` covers both passes (docs/concepts.md, "Early
+        stopping").
+        """
+        boost(rows, validation, callbacks, None)
+        self.refitted_ = False
+        if not (self.refit and rows is not None and validation is not None
+                and self._early_stopping_on):
+            return
+        val_loss, n_trees, t_first = self.validation_loss_, self.n_iter_, self.fit_time_
+        if self.verbose:
+            with _verbose_logging(self.verbose):
+                logger.info("[%s] refit on all rows (validation part included) with the %d "
+                            "trees that early stopping kept", self._name, n_trees)
+        self._early_stopping_on = False
+        boost(None, None, [], n_trees)
+        self.validation_loss_ = val_loss
+        self.fit_time_ += t_first
+        self.refitted_ = True
+
+    def _boost_loop(self, data, loss, validation, weight_scale, callbacks=None, n_trees=None):
         """The boosting loop.
 
         ``validation`` = (X_val, callable(ensemble_prediction) -> loss) or None;
@@ -261,7 +290,7 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
         callbacks = callbacks or []
         val_pred = None
         t_start = time.perf_counter()
-        for b in range(self.n_estimators):
+        for b in range(self.n_estimators if n_trees is None else n_trees):
             eta = self._learning_rate(b)
             rows, seed = draws.next()
             tree = grower.grow(rows, seed)

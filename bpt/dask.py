@@ -714,6 +714,7 @@ class _DaskMixin:
             del self.validation_loss_
         self.n_iter_ = int(ens.n_trees)
         self.fit_time_ = time.perf_counter() - t_start
+        self.refitted_ = False          # no internal validation split here: never refitted
         self.dask_traffic_ = {k: np.array(v, dtype=np.float64 if k == "worker_seconds"
                                           else np.int64) for k, v in traffic.items()}
         self.dask_traffic_["sample_bytes"] = self._sample_bytes

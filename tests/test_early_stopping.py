@@ -88,12 +88,16 @@ def test_auto_switches_on_at_ten_thousand_rows(n, on):
     rng = np.random.default_rng(3)
     X = rng.uniform(size=(n, 1))
     y = np.column_stack([np.ones(n), X[:, 0]])
-    est = BIT(n_parameters=1, order=1, n_estimators=2, max_depth=1).fit(X, y)
+    est = BIT(n_parameters=1, order=1, n_estimators=2, max_depth=1, refit=False).fit(X, y)
     assert est.early_stopping == "auto"
     assert hasattr(est, "validation_loss_") == on
     # off: every event trains (the root holds all rows); on: 90% of them
     root = est.ensemble_.arrays["n_samples"][0]
     assert root == (n - int(np.ceil(0.1 * n)) if on else n)
+    # refit: the kept trees are grown again on every event
+    est = BIT(n_parameters=1, order=1, n_estimators=2, max_depth=1, refit=True).fit(X, y)
+    assert est.refitted_ == on
+    assert est.ensemble_.arrays["n_samples"][0] == n
 
 
 def test_early_stopping_false_ignores_validation_fraction(bit_data):
@@ -108,7 +112,7 @@ def test_early_stopping_false_ignores_validation_fraction(bit_data):
 def test_bit_eval_set_equals_the_internal_split(bit_data):
     X, y, _, _ = bit_data
     inner = _overfitting_bit(early_stopping=True, n_iter_no_change=4,
-                             validation_fraction=0.25).fit(X, y)
+                             validation_fraction=0.25, refit=False).fit(X, y)
     tr, va = inner._split_validation(X.shape[0])
     outer = clone(inner).fit(X[tr], y[tr], eval_set=(X[va], y[va]))
     np.testing.assert_array_equal(outer.validation_loss_, inner.validation_loss_)
@@ -128,7 +132,7 @@ def test_bpt_groups_split_equals_eval_set_and_warns_only_without_them():
     groups = np.tile(np.arange(400), n_pts)
     kw = dict(n_nuisances=2, n_estimators=30, max_depth=2, min_samples_leaf=10,
               learning_rate=0.3, early_stopping=True, n_iter_no_change=3,
-              validation_fraction=0.25, random_state=4)
+              validation_fraction=0.25, random_state=4, refit=False)
     with pytest.warns(UserWarning, match="groups="):
         BPT(**kw).fit(X, nu, w)
     with warnings.catch_warnings():
@@ -311,3 +315,49 @@ def test_verbose_prints_on_stdout_without_logging_configuration():
     assert "[BIT]" not in err[0]
     assert out[1] == "" and "[BIT]" not in err[1]                  # verbose=0: silent
     assert "[BIT]" not in out[2] and err[2].count("[BIT] tree") == 3
+
+
+# ------------------------------------------------------------------ refit
+def test_bit_refit_is_a_fit_on_all_rows_with_the_kept_number_of_trees(bit_data):
+    X, y, _, _ = bit_data
+    first = _overfitting_bit(early_stopping=True, n_iter_no_change=4, refit=False).fit(X, y)
+    n = first.n_iter_
+    assert n < 120 and not first.refitted_
+    refitted = _overfitting_bit(early_stopping=True, n_iter_no_change=4, refit=True).fit(X, y)
+    assert refitted.refitted_ and refitted.n_iter_ == n
+    # the curve that chose n_iter_ is kept; the training curve is the refitted model's
+    np.testing.assert_array_equal(refitted.validation_loss_, first.validation_loss_)
+    by_hand = _overfitting_bit(early_stopping=False, n_estimators=n).fit(X, y)
+    np.testing.assert_array_equal(refitted.train_loss_, by_hand.train_loss_)
+    np.testing.assert_array_equal(refitted.predict(X), by_hand.predict(X))
+    assert not np.array_equal(refitted.predict(X), first.predict(X))
+
+
+def test_bpt_refit_is_a_fit_on_all_rows_with_the_kept_number_of_trees():
+    X, nu, w = bpt_gaussian_samples(400, seed=33)
+    kw = dict(n_nuisances=2, max_depth=2, min_samples_leaf=10, learning_rate=0.3,
+              n_iter_no_change=3, random_state=5)
+    first = BPT(early_stopping=True, refit=False, n_estimators=60, **kw).fit(X, nu, w)
+    n = first.n_iter_
+    assert n < 60
+    refitted = BPT(early_stopping=True, n_estimators=60, **kw).fit(X, nu, w)  # the default
+    assert refitted.refit and refitted.refitted_ and refitted.n_iter_ == n
+    np.testing.assert_array_equal(refitted.validation_loss_, first.validation_loss_)
+    by_hand = BPT(early_stopping=False, n_estimators=n, **kw).fit(X, nu, w)
+    np.testing.assert_array_equal(refitted.predict(X), by_hand.predict(X))
+    assert refitted.ensemble_.arrays["n_samples"][0] == X.shape[0]
+
+
+def test_refit_needs_an_internal_split(bit_data):
+    X, y, _, _ = bit_data
+    # eval_set: every training row already trains; early stopping off: nothing held out
+    a = _overfitting_bit(early_stopping=True, n_iter_no_change=4, refit=True).fit(
+        X[:300], y[:300], eval_set=(X[300:], y[300:]))
+    b = _overfitting_bit(early_stopping=True, n_iter_no_change=4, refit=False).fit(
+        X[:300], y[:300], eval_set=(X[300:], y[300:]))
+    assert not a.refitted_
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    c = _overfitting_bit(early_stopping=False, n_estimators=5, refit=True).fit(X, y)
+    assert not c.refitted_ and c.n_iter_ == 5
+    with pytest.raises(ValueError, match="refit must be True or False"):
+        _overfitting_bit(refit="yes").fit(X, y)
