@@ -314,8 +314,8 @@ class BoostedParametricTree(BaseBoostedTrees):
             validation = None
             if val_data is not None:
                 X_va, w_va, c_va = val_data
-                val_loss = BPTLoss(V)
-                validation = (X_va, lambda D: val_loss.model_loss(w_va, c_va, D))
+                metric = BPTLoss(V)
+                validation = (X_va, lambda D: metric.model_loss(w_va, c_va, D))
 
             def boost(rows, validation, callbacks, n_trees):
                 # scale the weights by a power of two near 1 / total (exact in floating
