@@ -245,8 +245,7 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
         """
         boost(rows, validation, callbacks, None)
         self.refitted_ = False
-        if not (self.refit and rows is not None and validation is not None
-                and self._early_stopping_on):
+        if not (self.refit and rows is not None):     # rows: only after an internal split
             return
         val_loss, n_trees, t_first = self.validation_loss_, self.n_iter_, self.fit_time_
         if self.verbose:

@@ -41,24 +41,24 @@ def walk_tables(feature, left, right, tree_start):
     the leaf; returns (feature, left, right, depth), int64.  numpy (no compilation):
     the depths come level by level from the roots of all trees at once."""
     feature = np.asarray(feature, dtype=np.int64)
+    tree_start = np.asarray(tree_start, dtype=np.int64)
     leaf = feature < 0
     ids = np.arange(feature.shape[0], dtype=np.int64)
     f = np.where(leaf, 0, feature)
     lo = np.where(leaf, ids, left).astype(np.int64)
     hi = np.where(leaf, ids, right).astype(np.int64)
+    if tree_start.shape[0] == 0:
+        return f, lo, hi, np.zeros(0, dtype=np.int64)
     node_depth = np.zeros(feature.shape[0], dtype=np.int64)
-    level = np.asarray(tree_start, dtype=np.int64)
+    level = tree_start
     d = 0
     while level.size:
         level = level[~leaf[level]]
         d += 1
         level = np.concatenate((left[level], right[level])).astype(np.int64)
         node_depth[level] = d
-    if tree_start.shape[0] == 0:
-        return f, lo, hi, np.zeros(0, dtype=np.int64)
     # the nodes of tree t are tree_start[t] .. tree_start[t + 1] - 1
-    depth = np.maximum.reduceat(node_depth, np.asarray(tree_start, dtype=np.int64))
-    return f, lo, hi, depth.astype(np.int64)
+    return f, lo, hi, np.maximum.reduceat(node_depth, tree_start)
 
 
 @njit(cache=True, inline="always")
