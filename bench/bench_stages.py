@@ -12,7 +12,7 @@ the BPT ``bpt_model_loss``) and ``TreeEnsemble.add``.  Prints the best of ``--re
 whole fits (after a warm-up fit on a few rows) with the stage times of that fit.
 
 Cases: ``bit`` 700k x 10, 1 parameter linear; ``bpt`` 7 x 100k x 10, 1 nuisance
-quadratic; both depth 4, 20 trees, 255 bins, no early stopping, ``n_jobs=1``.
+quadratic; both depth 4, 20 trees, 255 bins, no early stopping, ``n_jobs=1`` (``--n-jobs``).
 """
 
 import argparse
@@ -48,6 +48,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("case", choices=("bit", "bpt"))
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--n-jobs", type=int, default=1, help="threads of the fit (default 1)")
     args = ap.parse_args()
     _wrap(_base.BinMapper, "fit_transform", "binning")
     _wrap(_grower.TreeGrower, "grow", "grow")
@@ -60,7 +61,7 @@ def main():
         X, y = data_a(700_000, 10)
         est = bpt.BoostedInformationTree(n_parameters=1, order=1, n_estimators=20,
                                          learning_rate=0.2, max_depth=4, min_samples_leaf=50,
-                                         max_bins=255, n_jobs=1, **NO_ES)
+                                         max_bins=255, n_jobs=args.n_jobs, **NO_ES)
         est.fit(X[:5000], y[:5000])
 
         def fit():
@@ -68,7 +69,7 @@ def main():
     else:
         Xb, nu = data_bpt(100_000)
         est = bpt.BoostedParametricTree(n_nuisances=1, order=2, n_estimators=20, max_depth=4,
-                                        min_samples_leaf=50, max_bins=255, n_jobs=1, **NO_ES)
+                                        min_samples_leaf=50, max_bins=255, n_jobs=args.n_jobs, **NO_ES)
         est.fit(Xb[::50], nu[::50])
 
         def fit():

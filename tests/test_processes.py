@@ -1,7 +1,8 @@
 """Process-model safety (issue 11): fits and predictions after a fit in the parent
 under fork, spawn, forkserver, joblib loky / multiprocessing and 4 threads at once, on
 bpt's default threading layer and on numba's workqueue layer (not thread-safe: bpt
-takes a lock); ``import bpt`` and a fit without any writable numba cache location.
+takes a lock); ``import bpt`` and a fit without any writable numba cache location; a
+cached kernel recompiled when a kernel it calls in another file changed.
 
 Each case runs in a fresh interpreter with a timeout, so that a crash or a hang fails
 the test instead of killing or blocking the suite. The children must return exactly
@@ -155,3 +156,32 @@ def test_no_writable_cache_location(tmp_path):
                          env=full, cwd=str(tmp_path), timeout=TIMEOUT * 2, check=False)
     assert res.returncode == 0, res.stderr[-4000:]
     assert res.stdout.strip().endswith("OK")
+
+
+def test_cached_kernel_follows_a_change_in_another_file(tmp_path):
+    """numba checks a cached kernel against its own file only; a kernel's machine code also
+    holds the kernels it calls from other files.  In a copy of the package, a cached
+    kernel in one module calls a kernel in another; after the callee's file alone
+    changes (the caller's file untouched, as after ``git pull`` in an editable install),
+    a new process must run the new callee, not the stale cached caller."""
+    pkg = tmp_path / "site"
+    shutil.copytree(os.path.join(ROOT, "bpt"), pkg / "bpt",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    callee = pkg / "bpt" / "_probe_callee.py"
+    callee.write_text("from numba import njit\n\n\n@njit(cache=True)\n"
+                      "def value():\n    return 1\n")
+    (pkg / "bpt" / "_probe_caller.py").write_text(
+        "from numba import njit\n\nfrom ._probe_callee import value\n\n\n"
+        "@njit(cache=True)\ndef outer(x):\n    return value() + x\n")
+    env = {"PYTHONPATH": str(pkg), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    code = ("import bpt; assert bpt.__file__.startswith(%r); from bpt._probe_caller import "
+            "outer; print(outer(10), sum(outer.stats.cache_hits.values()))" % str(pkg))
+
+    def run():
+        out = _run(["-c", code], env=env, cwd=str(tmp_path)).stdout.split()
+        return int(out[-2]), int(out[-1])        # result, signatures loaded from the cache
+
+    assert run() == (11, 0)          # compiled and cached
+    assert run() == (11, 1)          # loaded from the cache
+    callee.write_text(callee.read_text().replace("return 1", "return 2"))
+    assert run() == (12, 0)          # recompiled, not the stale cached caller

@@ -25,7 +25,10 @@ Caching
     Kernels are compiled with ``cache=True``. When no cache location is writable (the
     package directory, ``NUMBA_CACHE_DIR``, the user cache directory: read-only
     installations, containers) numba refuses to define the kernel; bpt then compiles it
-    without an on-disk cache and warns once.
+    without an on-disk cache and warns once. numba's cache of a kernel goes stale when
+    a kernel it calls in another file changes (numba checks the kernel's own file
+    only); bpt's kernels are checked against the source of the whole package
+    (:func:`package_source_stamp`).
 
 See docs/performance.md ("Threads, processes and the numba threading layer").
 """
@@ -253,9 +256,50 @@ def _is_ours(py_func):
     return mod == _PACKAGE or mod.startswith(_PACKAGE + ".")
 
 
+_package_stamp = []
+
+
+def package_source_stamp():
+    """SHA-256 of the source of every ``.py`` file of the installed bpt package.
+
+    numba checks a cached kernel against its own source file only, while a kernel's
+    machine code also holds the kernels it calls from other files (inlined or linked
+    in): after a change of ``_loss.py`` alone, the cached grower in ``_grower.py``
+    would still run the old loss code (wrong results, or a crash when a data layout
+    changed), e.g. in an editable install after ``git pull``.  bpt's kernels carry
+    this stamp of the whole package in their cache index too, so that a change of any
+    file recompiles them all.  Computed once per process (a few ms)."""
+    if not _package_stamp:
+        import hashlib
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        h = hashlib.sha256()
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for name in sorted(filenames):
+                if name.endswith(".py"):
+                    path = os.path.join(dirpath, name)
+                    h.update(os.path.relpath(path, root).encode())
+                    with open(path, "rb") as f:
+                        h.update(f.read())
+        _package_stamp.append(h.hexdigest())
+    return _package_stamp[0]
+
+
+def _stamp_with_package(dispatcher):
+    """Add :func:`package_source_stamp` to the cache stamp of one of bpt's kernels
+    (numba's ``Cache`` keeps it in ``_cache_file._source_stamp``; if that layout is
+    missing, numba's own per-file stamp stays in use)."""
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    stamp = getattr(cache_file, "_source_stamp", None)
+    if stamp is None:
+        return
+    cache_file._source_stamp = ("bpt", stamp, package_source_stamp())
+
+
 def _install_cache_fallback():
     """Let ``@njit(cache=True)`` on bpt's kernels fall back to no caching (one warning)
-    instead of raising "cannot cache function ...: no locator available"."""
+    instead of raising "cannot cache function ...: no locator available", and give
+    their cache index the stamp of the whole package (:func:`package_source_stamp`)."""
     try:
         from numba.core.dispatcher import Dispatcher
     except ImportError:                          # pragma: no cover - numba layout changed
@@ -267,6 +311,8 @@ def _install_cache_fallback():
     def enable_caching(self):
         try:
             original(self)
+            if _is_ours(self.py_func):
+                _stamp_with_package(self)
         except RuntimeError as exc:
             if not _is_ours(self.py_func) or "no locator" not in str(exc):
                 raise
