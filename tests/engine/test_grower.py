@@ -12,8 +12,9 @@ from bpt._engine._grower import draw_features, partition_binned
 
 @pytest.mark.parametrize("n", [1_000, 300_000])
 @pytest.mark.parametrize("mleft", [False, True])
-@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_partition_is_stable_and_exact(n, mleft, n_threads):
+    """Serial (1 000 rows, or one thread) and in 2 or 3 parallel chunks (300 000 rows)."""
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 10, n).astype(np.uint8)
     codes[rng.random(n) < 0.1] = 10                      # missing
