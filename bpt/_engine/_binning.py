@@ -10,12 +10,15 @@ raw-feature rule "x <= edges[b]" that the predictor uses.
 Missing values (NaN) get their own bin ``missing_code_`` (one above the largest
 bin of any feature); edges are found on the non-missing values.  float32 and
 float64 X are mapped without a copy (comparisons in float64, as in prediction).
-The mapping runs in parallel over chunks of rows (branch-free search, see
-:func:`_map_to_bins`).
+The edges are found one feature per thread, the mapping runs in parallel over chunks
+of rows (branch-free search, see :func:`_map_to_bins`).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -116,10 +119,21 @@ class BinMapper:
         n_features = Xs.shape[1]
         edges = np.full((n_features, self.max_bins - 1), np.inf)
         n_bins = np.ones(n_features, dtype=np.int64)
-        for f in range(n_features):
+
+        def one(f):
             e = self._edges(np.sort(Xs[:, f]))
             edges[f, :len(e)] = e
             n_bins[f] = len(e) + 1
+
+        # one feature per task, on the fit's threads (numpy's sort and partition release
+        # the GIL); each feature's edges are computed alone, so they never depend on it
+        n_threads = min(numba.get_num_threads(), n_features)
+        if n_threads > 1 and Xs.shape[0] * n_features >= 100_000:
+            with ThreadPoolExecutor(n_threads) as pool:
+                list(pool.map(one, range(n_features)))
+        else:
+            for f in range(n_features):
+                one(f)
         self.edges_ = edges
         self.n_bins_ = n_bins
         self.missing_code_ = int(n_bins.max())
