@@ -448,15 +448,14 @@ def grow_tree(Xb, Y, cls, dense, n_bins, mcode, rows, identity_root, K, C, lp, m
     return n_nodes
 
 
-def leaf_positions(left, start, stop, n, out=None):
-    """Leaf index (0.. in node order) of every position of the partitioned rows, and the
-    node id of every leaf (each leaf's rows are one range: one slice fill per leaf);
-    ``out``: an int64 buffer of length n to write the leaf indices to."""
-    leaf_node = np.flatnonzero(left < 0).astype(np.int64)
-    leaf_of = np.empty(n, dtype=np.int64) if out is None else out
-    for k, j in enumerate(leaf_node.tolist()):
-        leaf_of[start[j]:stop[j]] = k
-    return leaf_of, leaf_node
+@njit(cache=True)
+def leaf_of_rows(rows, leaf_start, leaf_stop, out):
+    """out[rows[p]] = k for every position p of leaf k (the leaf of every row, by row):
+    the boosting update then walks the rows in order (one pass over the targets) instead
+    of leaf by leaf (a pass over most of their cache lines per leaf)."""
+    for k in range(leaf_start.shape[0]):
+        for p in range(leaf_start[k], leaf_stop[k]):
+            out[rows[p]] = k
 
 
 @njit(parallel=True, cache=True)
@@ -557,10 +556,9 @@ class TreeGrower:
         loss = self.loss
         value, upd = loss.leaf_values(stats[:, :loss.n_sums])
         leaf_of = self._leaf_buffer(n_all)
-        if sub:
-            leaf_node = np.flatnonzero(left < 0).astype(np.int64)
-        else:
-            leaf_of, leaf_node = leaf_positions(left, start, stop, n_all, leaf_of)
+        leaf_node = np.flatnonzero(left < 0).astype(np.int64)
+        if not sub:
+            leaf_of_rows(rows, start[leaf_node], stop[leaf_node], leaf_of)
         leaf_update = np.ascontiguousarray(upd[leaf_node])
         if sub:
             # every row gets the update: route all rows through the tree
@@ -571,14 +569,14 @@ class TreeGrower:
                              leaf_of)
             else:
                 route_raw(d.X, feature, threshold, left, right, index, leaf_of)
-            rows = self._identity(n_all)
-            sums = leaf_sums_all(d.Y, d.cls, loss.onehot, rows, leaf_of, leaf_node.shape[0],
-                                 loss.n_sums)
+            sums = leaf_sums_all(d.Y, d.cls, loss.onehot, self._identity(n_all), leaf_of,
+                                 leaf_node.shape[0], loss.n_sums)
         else:
             sums = np.ascontiguousarray(stats[leaf_node, :loss.n_sums])
         return GrownTree(feature=feature, threshold=threshold, left=left, right=right,
                          value=value, gain=gain, n_samples=stop - start,
-                         missing_go_left=mleft, update_rows=rows, leaf_of=leaf_of,
+                         missing_go_left=mleft, update_rows=self._identity(n_all),
+                         leaf_of=leaf_of,
                          leaf_update=leaf_update, leaf_sums=sums)
 
     # Row-length buffers are reused from tree to tree (a fresh array of N int64 per tree
