@@ -64,18 +64,27 @@ def _goes_left(code, bin_, mleft, mcode):
     return (code <= bin_) | (mleft & (code == mcode))
 
 
-@njit(**_INTERNAL)
-def _partition_serial(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
+@njit(cache=True, inline="always")
+def _split_range(rows, a, z, x_binned, bin_, mleft, mcode, buf, b0):
+    """The rows[a:z] going left, in order, to rows[a:a + nl]; those going right, in order,
+    to buf[b0:b0 + nr]; returns nl.  Both writes are made and one is kept (a + nl <= ii:
+    never overwrites an unread row)."""
     nl = 0
     nr = 0
-    for ii in range(start, stop):
+    for ii in range(a, z):
         i = rows[ii]
         g = _goes_left(x_binned[i], bin_, mleft, mcode)
-        # both writes, one kept (start + nl <= ii: never overwrites an unread row)
-        rows[start + nl] = i
-        buf[nr] = i
+        rows[a + nl] = i
+        buf[b0 + nr] = i
         nl += g
         nr += 1 - g
+    return nl
+
+
+@njit(**_INTERNAL)
+def _partition_serial(rows, start, stop, x_binned, bin_, mleft, mcode, buf):
+    nl = _split_range(rows, start, stop, x_binned, bin_, mleft, mcode, buf, 0)
+    nr = stop - start - nl
     for j in range(nr):
         rows[start + nl + j] = buf[j]
     return nl
@@ -96,16 +105,7 @@ def _partition_chunks(rows, start, stop, x_binned, bin_, mleft, mcode, buf, coun
     for c in prange(n_chunks):
         a = start + c * m // n_chunks
         z = start + (c + 1) * m // n_chunks
-        nl = 0
-        nr = 0
-        for ii in range(a, z):
-            i = rows[ii]
-            g = _goes_left(x_binned[i], bin_, mleft, mcode)
-            rows[a + nl] = i
-            buf[a - start + nr] = i
-            nl += g
-            nr += 1 - g
-        counts[c] = nl
+        counts[c] = _split_range(rows, a, z, x_binned, bin_, mleft, mcode, buf, a - start)
 
 
 @njit(**_INTERNAL)
