@@ -150,7 +150,11 @@ GRID = [(label, params if label == "defaults" or " ESa" in label or label == "ol
 # at rate 1 (learn_global=True) unless they name it; the BIT ignores learn_global.
 GRID = [(label, params if label == "defaults" or "learn_global" in params
          else {**params, "learn_global": True}) for label, params in GRID]
-BPT_ONLY = ("learn_global",)
+# ---- samples (BPT, 2026-12-07): "auto" resolves to "independent" on shift_independent
+# (generalised least-squares leaves); "shared" is the ordinary least-squares leaf of
+# every earlier measurement
+GRID += [("defaults shared", dict(samples="shared"))]
+BPT_ONLY = ("learn_global", "samples")
 QUICK_GRID = ["defaults", "d2 lr0.2 n200", "d4 ES", "d4 l2=1"]
 
 # ------------------------------------------------------------------ the toys

@@ -38,7 +38,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import EARLY_STOPPING_MIN_ROWS, WEIGHT_FLOOR, _verbose_logging, weight_scale
 from ._bit import BoostedInformationTree, _transform_targets
-from ._bpt import BoostedParametricTree, _unique_rows
+from ._bpt import BoostedParametricTree, _row_hashes, _shared_counts, _unique_rows
 from ._engine._binning import BinMapper
 from ._engine._grower import GrownTree, partition_binned
 from ._engine._histogram import build_histogram, node_stats
@@ -181,7 +181,23 @@ def _w_classes(key, step, points):
     sh.w = w
     m = points.shape[0]
     return (np.bincount(sh.cls, minlength=m), np.bincount(sh.cls, weights=w, minlength=m),
-            float(np.abs(w).sum()))
+            float(np.abs(w).sum()), np.bincount(sh.cls, weights=w * w, minlength=m))
+
+
+def _w_nominal_hashes(key, step):
+    """BPT, samples="auto": row hashes of this shard (kept) and those of its nominal rows
+    (every row is tested here, not a subsample as in memory: the shards' rows differ)."""
+    sh = _shard(key, step)
+    sh.row_hashes = np.concatenate([_row_hashes(Xc) for Xc in sh.X]) if sh.X else \
+        np.zeros(0, dtype=np.uint64)
+    return sh.row_hashes[sh.cls == 0]
+
+
+def _w_shared_counts(key, step, nominal_hashes, n_classes):
+    """Per base point: this shard's rows and those repeating a nominal row's features."""
+    sh = _shard(key, step)
+    h, sh.row_hashes = sh.row_hashes, None
+    return _shared_counts(h, sh.cls, nominal_hashes, n_classes)
 
 
 def _w_take(key, step, local_rows):
@@ -1047,9 +1063,20 @@ class DaskBoostedParametricTree(_DaskMixin, BoostedParametricTree):
         self.base_points_ = points
         self.V_ = V
         scale = weight_scale(sum(r[2] for r in res))
+        sumsq = sum(r[3] for r in res)
+        share = None
+        if self.samples == "auto":        # the in-memory rule (groups are not supported)
+            nominal = np.sort(np.concatenate(cl.submit_all(_w_nominal_hashes, lambda j: (),
+                                                           count=False)))
+            hit = cl.submit_all(_w_shared_counts, lambda j: (nominal, len(all_points)),
+                                count=False)
+            rows, hits = sum(r[0] for r in hit), sum(r[1] for r in hit)
+            share = float(np.max(hits / np.maximum(rows, 1))) if rows.size else 0.0
+        self.samples_ = self._resolve_samples(False, share)
         mapper = self._bin(cl, n, self.n_features_in_)
         tot = cl.submit_all(_w_targets, lambda j: (len(points), scale), count=False)
-        loss = BPTLoss(V)
+        loss = (BPTLoss(V) if self.samples_ == "shared" else
+                BPTLoss(V, sample_sizes=sums * sums / sumsq))
         loss.lam = float(self.l2_regularization) * sum(t[0] for t in tot)
         loss.weight_ = sum(t[1] for t in tot)
         self._loss = loss

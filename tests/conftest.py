@@ -57,6 +57,29 @@ def bpt_monomials(nu):
                     axis=1)
 
 
+def bpt_leaf_metric(est, nu, w):
+    """The metric W of a fitted BPT's least-squares leaf, derived here from
+    docs/math.md section 2 (not from the package): the identity for shared events; for
+    independent samples the inverse of C = diag(1 / n_k) + 1 1^T / n_0 (n_k the Kish
+    effective sizes (sum w)^2 / sum w^2, nominal n_0), scaled to a mean diagonal of 1."""
+    V = est.V_
+    if est.samples_ == "shared":
+        return np.eye(V.shape[0])
+    nu = np.asarray(nu, dtype=float).reshape(len(w), -1)
+    rows = [np.all(nu == 0, axis=1)] + [np.all(nu == p, axis=1) for p in est.base_points_]
+    n = np.array([w[r].sum() ** 2 / (w[r] ** 2).sum() for r in rows])
+    C = np.diag(1.0 / n[1:]) + 1.0 / n[0]
+    W = np.linalg.inv(C)
+    return W / np.mean(np.diag(W))
+
+
+def bpt_leaf_map(est, nu, w):
+    """H with Delta = H log(lambda_k / lambda_0) for a fitted BPT (see bpt_leaf_metric)."""
+    V = est.V_
+    W = bpt_leaf_metric(est, nu, w)
+    return np.linalg.solve(V.T @ W @ V, V.T @ W)
+
+
 def true_bpt_delta(X):
     return X @ BPT_ALPHA.T + BPT_BETA
 

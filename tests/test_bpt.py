@@ -205,3 +205,87 @@ def test_groups_keep_correlated_events_on_one_side_of_the_validation_split():
     assert est.validation_loss_.shape == (3,)
     with pytest.raises(ValueError, match="groups must have shape"):
         est.fit(X, nu, w, groups=groups[:-1])
+
+
+# ------------------------------------------------------- samples: independent vs shared
+# the 3 x 3 grid around the nominal: the constant vector is not in col(V) (with
+# BPT_POINTS it is, nu0^2 + nu1^2 - nu0 nu1 = 1 at every point, and a shared nominal
+# fluctuation is then absorbed by Delta whatever the metric)
+GRID_POINTS = np.array([[-1.0, -1.0], [-1.0, 0.0], [-1.0, 1.0], [0.0, -1.0], [0.0, 1.0],
+                        [1.0, -1.0], [1.0, 0.0], [1.0, 1.0]])
+
+
+def _replica(rng, n, delta):
+    """Independent samples (nominal + GRID_POINTS) of Poisson(n) events with
+    Exp(1)-distributed weights; base point k has expected yield exp(V_k . delta)."""
+    pts = np.vstack([np.zeros((1, 2)), GRID_POINTS])
+    yields = np.exp(bpt_monomials(pts) @ delta)
+    counts = rng.poisson(n, size=len(pts))
+    nu = np.repeat(pts, counts, axis=0)
+    w = rng.exponential(size=len(nu)) * np.repeat(yields, counts) / n
+    X = rng.normal(size=(len(nu), 1))
+    return X, nu, w
+
+
+def test_independent_samples_leaf_is_unbiased_with_the_gls_covariance():
+    # One root leaf at rate 1 is Delta = H ell.  For independent samples the covariance of
+    # ell is C = diag(1/n_k) + 1 1^T / n_0 (Poisson counts of mean n with Exp(1) weights:
+    # Var log lambda = E[w^2] / (n E[w]^2) = 2 / n, the Kish size n / 2), the best linear unbiased H is (V^T C^-1 V)^-1 V^T C^-1 with covariance
+    # (V^T C^-1 V)^-1; the nominal-exact form (V^T V)^-1 V^T has more.  400 replicas.
+    delta = np.array([0.10, -0.05, 0.04, 0.02, -0.03])
+    V = bpt_monomials(GRID_POINTS)
+    n = 400
+    rng = np.random.default_rng(11)
+    kw = dict(n_nuisances=2, n_estimators=1, max_depth=0, learn_global=True,
+              early_stopping=False)
+    est = {s: BPT(samples=s, **kw) for s in ("independent", "shared")}
+    got = {s: [] for s in est}
+    for _ in range(400):
+        X, nu, w = _replica(rng, n, delta)
+        for s, e in est.items():
+            got[s].append(e.fit(X, nu, w).predict(X[:1])[0])
+            assert e.samples_ == s
+    got = {s: np.array(v) for s, v in got.items()}
+    C = np.diag(np.full(len(V), 2.0 / n)) + 2.0 / n
+    cov_gls = np.linalg.inv(V.T @ np.linalg.inv(C) @ V)
+    H = np.linalg.solve(V.T @ V, V.T)
+    cov_ols = H @ C @ H.T
+    for s, cov in (("independent", cov_gls), ("shared", cov_ols)):
+        d = got[s]
+        se = np.sqrt(np.diag(cov) / len(d))
+        assert np.all(np.abs(d.mean(axis=0) - delta) < 4 * se), (s, d.mean(axis=0))
+        ratio = np.trace(np.cov(d.T)) / np.trace(cov)
+        assert 0.8 < ratio < 1.2, (s, ratio)
+    # the same replicas: the GLS leaf's spread is the smaller one (predicted 0.83)
+    predicted = np.trace(cov_gls) / np.trace(cov_ols)
+    assert predicted < 0.85
+    seen = np.trace(np.cov(got["independent"].T)) / np.trace(np.cov(got["shared"].T))
+    assert abs(seen / predicted - 1) < 0.08, (seen, predicted)
+
+
+def test_samples_auto_resolves_from_groups_and_shared_rows():
+    X, nu, w = bpt_gaussian_samples(600, seed=3)
+    kw = dict(n_nuisances=2, n_estimators=2, early_stopping=False)
+    assert BPT(**kw).fit(X, nu, w).samples_ == "independent"
+    assert BPT(**kw).fit(X, nu, w, groups=np.arange(len(X))).samples_ == "shared"
+    Xr, nur, wr = bpt_gaussian_samples(600, seed=3, reweighted=True)
+    assert BPT(**kw).fit(Xr, nur, wr).samples_ == "shared"      # weight variations
+    assert BPT(samples="independent", **kw).fit(Xr, nur, wr).samples_ == "independent"
+    # "shared" is the nominal-exact closed form: the same trees as the reweighted data's
+    a = BPT(samples="shared", **kw).fit(Xr, nur, wr)
+    b = BPT(**kw).fit(Xr, nur, wr)
+    np.testing.assert_array_equal(a.predict(Xr[:50]), b.predict(Xr[:50]))
+    with pytest.raises(ValueError, match="samples must be"):
+        BPT(samples="same").fit(X, nu, w)
+
+
+def test_samples_independent_changes_the_leaves_not_the_exact_fit():
+    # H V = I for either metric: log ratios that V describes exactly (the expected yields
+    # of every sample in the node) give the same Delta; a square V (as many base points as
+    # terms) leaves no freedom, so the metric cannot matter
+    X, nu, w = bpt_gaussian_samples(400, seed=5)
+    one = np.all(nu[:, 1:] == 0, axis=1) & (nu[:, 0] != -1.0)       # nominal and nu0 = 1
+    kw = dict(n_nuisances=1, order=1, n_estimators=3, max_depth=2, early_stopping=False)
+    a = BPT(samples="independent", **kw).fit(X[one], nu[one][:, :1], w[one])
+    b = BPT(samples="shared", **kw).fit(X[one], nu[one][:, :1], w[one])
+    np.testing.assert_allclose(a.predict(X[:100]), b.predict(X[:100]), rtol=1e-12)

@@ -194,6 +194,25 @@ def test_bpt_trees_equal_in_memory_fit(client, small_binning_sample):
     assert_same_trees(dk, mem)
 
 
+def test_bpt_samples_auto_resolved_as_in_memory(client, small_binning_sample):
+    # weight variations (the nominal rows repeated at nu = -1, +1) resolve to "shared",
+    # independent samples to "independent", across shards as in memory; same trees
+    X, nu, w = bpt_data(6_000, seed=4)
+    X0 = X[:2_000]
+    Xs = np.vstack([X0, X0, X0])
+    nus = np.repeat([0.0, -1.0, 1.0], 2_000)[:, None]
+    ws = np.exp(0.3 * nus[:, 0] * np.tanh(Xs[:, 0]))
+    kw = dict(n_nuisances=1, order=2, n_estimators=3, max_depth=2, early_stopping=False,
+              min_samples_leaf=30, random_state=1)
+    for data, expected in (((Xs, nus, ws), "shared"), ((X, nu, w), "independent")):
+        mem = bpt.BoostedParametricTree(**kw).fit(data[0], data[1], sample_weight=data[2])
+        dk = DaskBoostedParametricTree(**kw).fit(
+            *(chunked(a, 1500) for a in data[:2]), sample_weight=chunked(data[2], 1500),
+            client=client)
+        assert mem.samples_ == dk.samples_ == expected
+        assert_same_trees(dk, mem)
+
+
 def test_early_stopping_on_training_loss(client):
     """early_stopping=True with validation_fraction=None monitors the training loss, as
     in memory (same stopping tree, same kept trees)."""

@@ -7,7 +7,7 @@ derandomized so that the suite is reproducible; ``max_examples`` is kept small.
 
 import numpy as np
 import pytest
-from conftest import assert_two_real_threads
+from conftest import assert_two_real_threads, bpt_leaf_map
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_robustness import _check_bit_leaves, _check_bpt_leaves
@@ -181,7 +181,9 @@ def test_bpt_invariant_under_global_weight_scaling(case, log10_scale):
 
 def _scale_base_point(est_ref, nu, w, k, s):
     """Weights with every event of class k (0 = nominal, else base_points_[k-1]) times s,
-    and the exact shift of Delta: (V^T V)^-1 V^T e log s, e = e_k (k >= 1) or -1 (k = 0)."""
+    and the exact shift of Delta: H e log s, e = e_k (k >= 1) or -1 (k = 0), with H the
+    leaf map (V^T V)^-1 V^T, or (V^T W V)^-1 V^T W for independent samples (W does not
+    change: effective sizes do not depend on a weight scale)."""
     V = est_ref.V_
     if k == 0:
         sel = np.all(nu == 0, axis=1)
@@ -191,7 +193,7 @@ def _scale_base_point(est_ref, nu, w, k, s):
         e = np.zeros(V.shape[0])
         e[k - 1] = 1.0
     w2 = np.where(sel, w * s, w)
-    return w2, np.linalg.solve(V.T @ V, V.T @ e) * np.log(s)
+    return w2, bpt_leaf_map(est_ref, nu, w) @ e * np.log(s)
 
 
 @PROPS
@@ -200,7 +202,7 @@ def _scale_base_point(est_ref, nu, w, k, s):
 def test_bpt_scaling_one_base_point_shifts_delta_exactly_depth0(case, k, log10_scale,
                                                                 n_estimators):
     # max_depth=0, learn_global=True: the first tree (rate 1) is the closed form
-    # H l, H = (V^T V)^-1 V^T.  It leaves residual log ratios (I - P) l with P = V H, and
+    # H l, H = (V^T W V)^-1 V^T W (conftest.bpt_leaf_map).  It leaves residual log ratios (I - P) l with P = V H, and
     # H (I - P) = H - H V H = 0, so every later tree is zero, whatever its rate.  Scaling
     # base point k by s adds log s to l_k (or -log s to every l for the nominal), hence
     # shifts Delta by exactly H e_k log s, for any number of trees.

@@ -219,23 +219,39 @@ class BPTLoss:
     ``lam``: L2 penalty ``lam / 2 |Delta|^2`` on the leaf value, in the units of the
     scaled weights; the leaf is the ridge form of the closed form (docs/concepts.md
     "Regularisation").
+
+    ``sample_sizes``: None, or the effective number of events of each sample (nominal
+    first, length n_base_points + 1) when the samples are independent simulations.
+    None fits each node's log yield ratios ``ell_k = log(lambda_k / lambda_0)`` by
+    ordinary least squares (the nominal yield taken as exact: right when the samples
+    are the same events reweighted or with varied features, whose common fluctuation
+    cancels in the ratios).  Given, the fit is generalised least squares with the
+    covariance of independent samples, ``C = diag(1 / n_k) + 1 1^T / n_0`` (the
+    nominal's fluctuation is shared by every ratio), with each node assumed to hold the
+    samples in the proportions of the whole sample: ``Delta = (V^T W V)^-1 V^T W ell``,
+    ``W = C^-1`` normalised to a mean diagonal of 1 (docs/math.md section 2).  Either
+    way the leaf is one fixed linear map of ``ell`` (``H``; the compiled split search
+    sees ``P = V H``).
     """
 
     kind = KIND_BPT
     onehot = True
 
-    def __init__(self, V, lam=0.0):
+    def __init__(self, V, lam=0.0, sample_sizes=None):
         V = np.asarray(V, dtype=np.float64)                 # (n_base_points, n_terms)
         self.V = V
-        self.H = np.linalg.solve(V.T @ V, V.T)              # (V^T V)^-1 V^T
-        self.P = V @ self.H                                 # projector onto col(V)
+        self.W = ls_metric(V.shape[0], sample_sizes)
+        VW = V.T @ self.W                                   # (n_terms, n_base_points)
+        G = VW @ V
+        self.H = np.linalg.solve(G, VW)                     # (V^T W V)^-1 V^T W
+        self.P = V @ self.H                                 # projection onto col(V)
         self.n_terms = V.shape[1]
         self.n_sums = V.shape[0] + 1
         self.n_counts = V.shape[0] + 1
         self.lam = float(lam)
-        e, Q = np.linalg.eigh(V.T @ V)
+        e, Q = np.linalg.eigh(G)
         self.Q = Q
-        self.ridge_a = np.ascontiguousarray(Q.T @ V.T)     # (n_terms, n_base_points)
+        self.ridge_a = np.ascontiguousarray(Q.T @ VW)      # (n_terms, n_base_points)
         self.ridge_e = np.ascontiguousarray(e)
         self.ridge_b = np.ascontiguousarray(V @ Q)         # (n_base_points, n_terms)
 
@@ -288,6 +304,31 @@ class BPTLoss:
         g_nom = np.ascontiguousarray(G[cls == 0])
         loss = bpt_model_loss(w, cls, g_nom, np.ascontiguousarray(own), nom_index, np.empty(0))
         return loss / self._total_weight(w, cls)
+
+
+def ls_metric(n, sample_sizes=None):
+    """The metric W (n x n) of the BPT's least-squares leaf (see :class:`BPTLoss`): the
+    identity, or for independent samples of effective sizes ``sample_sizes`` (nominal
+    first) ``C^-1 = diag(s) - s s^T / (s_0 + sum s)`` with ``s`` the base points' sizes,
+    scaled to a mean diagonal of 1 (Sherman-Morrison inverse of
+    ``C = diag(1 / s) + 1 1^T / s_0``)."""
+    if sample_sizes is None:
+        return np.eye(n)
+    sizes = np.asarray(sample_sizes, dtype=np.float64)
+    if sizes.shape != (n + 1,) or not np.all(np.isfinite(sizes)) or not np.all(sizes > 0):
+        raise ValueError(f"sample_sizes must be {n + 1} positive numbers (nominal first), "
+                         f"got {sample_sizes!r}")
+    s = sizes[1:]
+    W = np.diag(s) - np.outer(s, s) / sizes.sum()
+    return W / np.mean(np.diag(W))
+
+
+def effective_sizes(w, cls, n_classes):
+    """Kish effective number of events (sum w)^2 / sum w^2 of each class 0..n_classes-1."""
+    sw = np.bincount(cls, weights=w, minlength=n_classes)
+    sw2 = np.bincount(cls, weights=w * w, minlength=n_classes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return sw * sw / sw2
 
 
 def _nominal_index(cls):

@@ -77,6 +77,8 @@ def fit_case(case):
     cls = getattr(bpt, cls_name)
     if "early_stopping" in cls().get_params():   # off, as in the version that wrote it
         kw = dict(kw, early_stopping=False)
+    if "samples" in cls().get_params():          # ordinary least squares, as then
+        kw = dict(kw, samples="shared")
     est = cls(**kw)
     est.fit(X, y, sample_weight=w)
     return est

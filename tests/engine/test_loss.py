@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import bit_quadratic_model, bpt_gaussian_samples, bpt_monomials
+from conftest import (bit_quadratic_model, bpt_gaussian_samples, bpt_leaf_metric,
+                      bpt_monomials)
 
 from bpt import BoostedInformationTree as BIT
 from bpt import BoostedParametricTree as BPT
@@ -18,22 +19,25 @@ def test_bit_l2_single_leaf_is_the_shrunk_weighted_mean():
     np.testing.assert_allclose(est.predict(X[:3]), np.tile(expected, (3, 1)), rtol=1e-12)
 
 
-def test_bpt_l2_single_leaf_is_the_ridge_closed_form():
+@pytest.mark.parametrize("samples", ["shared", "independent"])
+def test_bpt_l2_single_leaf_is_the_ridge_closed_form(samples):
     X, nu, w = bpt_gaussian_samples(2_000, seed=4)
     l2 = 0.3
     est = BPT(n_nuisances=2, n_estimators=1, max_depth=0, l2_regularization=l2,
-              learn_global=True).fit(X, nu, w)                # one leaf at rate 1
+              learn_global=True, samples=samples).fit(X, nu, w)   # one leaf at rate 1
+    assert est.samples_ == samples
     V = bpt_monomials(est.base_points_)
+    W = bpt_leaf_metric(est, nu, w)
     nominal = np.all(nu == 0, axis=1)
     lam0 = w[nominal].sum()
     lamk = np.array([w[np.all(nu == p, axis=1)].sum() for p in est.base_points_])
     ell = np.log(lamk / lam0)
     h = np.mean(lam0 * lamk / (lam0 + lamk))
     mu = l2 * np.abs(w).sum() / h
-    expected = np.linalg.solve(V.T @ V + mu * np.eye(V.shape[1]), V.T @ ell)
+    expected = np.linalg.solve(V.T @ W @ V + mu * np.eye(V.shape[1]), V.T @ W @ ell)
     np.testing.assert_allclose(est.predict(X[:3]), np.tile(expected, (3, 1)), rtol=1e-10)
     # the penalty shrinks: |Delta| smaller than the unregularised closed form
-    plain = np.linalg.solve(V.T @ V, V.T @ ell)
+    plain = np.linalg.solve(V.T @ W @ V, V.T @ W @ ell)
     assert np.linalg.norm(expected) < np.linalg.norm(plain)
 
 
