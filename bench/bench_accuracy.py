@@ -153,7 +153,10 @@ GRID = [(label, params if label == "defaults" or "learn_global" in params
 # ---- samples (BPT, 2026-12-07): "auto" resolves to "independent" on shift_independent
 # (generalised least-squares leaves); "shared" is the ordinary least-squares leaf of
 # every earlier measurement
-GRID += [("defaults shared", dict(samples="shared"))]
+GRID += [("defaults shared", dict(samples="shared")),
+         ("msl20", dict(min_samples_leaf=20)),
+         ("msl10", dict(min_samples_leaf=10)),
+         ("msl100", dict(min_samples_leaf=100))]
 BPT_ONLY = ("learn_global", "samples")
 QUICK_GRID = ["defaults", "d2 lr0.2 n200", "d4 ES", "d4 l2=1"]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from conftest import (BPT_POINTS, BPT_TERMS, assert_two_real_threads, bpt_gaussian_samples,
-                      bpt_monomials, true_bpt_delta)
+                      bpt_leaf_metric, bpt_monomials, true_bpt_delta)
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
@@ -18,6 +18,13 @@ def gaussian_fit():
               min_samples_leaf=100, random_state=0, early_stopping=False).fit(
                   X, nu, sample_weight=w)
     return est, X, nu, w
+
+
+# the 3 x 3 grid around the nominal: the constant vector is not in col(V) (with
+# BPT_POINTS it is, nu0^2 + nu1^2 - nu0 nu1 = 1 at every point, and a shared nominal
+# fluctuation is then absorbed by Delta whatever the metric)
+GRID_POINTS = np.array([[-1.0, -1.0], [-1.0, 0.0], [-1.0, 1.0], [0.0, -1.0], [0.0, 1.0],
+                        [1.0, -1.0], [1.0, 0.0], [1.0, 1.0]])
 
 
 def test_two_nuisances_with_cross_term_match_truth(gaussian_fit):
@@ -81,14 +88,23 @@ def test_scale_systematic_close_to_analytic_ratio():
         assert rms < 0.35 * np.sqrt(np.mean(truth ** 2)), v
 
 
-def test_depth_zero_reproduces_closed_form_of_total_yields():
-    X, nu, w = bpt_gaussian_samples(2_000, seed=4)
-    est = BPT(n_nuisances=2, n_estimators=1, max_depth=0, learn_global=True).fit(X, nu, w)
+@pytest.mark.parametrize("samples", ["shared", "independent"])
+def test_depth_zero_reproduces_closed_form_of_total_yields(samples):
+    # on the 3 x 3 grid (with BPT_POINTS the constant vector is in col(V), and the two
+    # closed forms coincide); weights that differ per event, so the Kish sizes differ
+    X, nu, w = bpt_gaussian_samples(2_000, seed=4, points=GRID_POINTS)
+    w = w * np.random.default_rng(0).uniform(0.2, 1.8, size=len(w)) ** np.abs(nu).sum(1)
+    est = BPT(n_nuisances=2, n_estimators=1, max_depth=0, learn_global=True,
+              samples=samples).fit(X, nu, w)
     V = bpt_monomials(est.base_points_)
     nominal = np.all(nu == 0, axis=1)
     lam0 = w[nominal].sum()
     ell = np.array([np.log(w[np.all(nu == p, axis=1)].sum() / lam0) for p in est.base_points_])
-    expected = np.linalg.solve(V.T @ V, V.T @ ell)
+    W = bpt_leaf_metric(est, nu, w)
+    expected = np.linalg.solve(V.T @ W @ V, V.T @ W @ ell)
+    if samples == "independent":      # not the ordinary least-squares form
+        plain = np.linalg.solve(V.T @ V, V.T @ ell)
+        assert np.max(np.abs(expected - plain)) > 1e-4
     np.testing.assert_allclose(est.predict(X[:3]), np.tile(expected, (3, 1)), rtol=1e-10,
                                atol=1e-14)
     np.testing.assert_allclose(est.V_, V)
@@ -208,13 +224,6 @@ def test_groups_keep_correlated_events_on_one_side_of_the_validation_split():
 
 
 # ------------------------------------------------------- samples: independent vs shared
-# the 3 x 3 grid around the nominal: the constant vector is not in col(V) (with
-# BPT_POINTS it is, nu0^2 + nu1^2 - nu0 nu1 = 1 at every point, and a shared nominal
-# fluctuation is then absorbed by Delta whatever the metric)
-GRID_POINTS = np.array([[-1.0, -1.0], [-1.0, 0.0], [-1.0, 1.0], [0.0, -1.0], [0.0, 1.0],
-                        [1.0, -1.0], [1.0, 0.0], [1.0, 1.0]])
-
-
 def _replica(rng, n, delta):
     """Independent samples (nominal + GRID_POINTS) of Poisson(n) events with
     Exp(1)-distributed weights; base point k has expected yield exp(V_k . delta)."""
