@@ -76,10 +76,10 @@ class BoostedParametricTree(BaseBoostedTrees):
         covariance (on the independent-sample accuracy toy 5% lower off-grid error on
         three seeds than "shared"; docs/validation.md).  "shared": the base points are
         the same events reweighted or with varied features, whose common fluctuation
-        cancels in the ratios; ordinary least squares (bpt < 0.2).  "auto": "shared"
-        when ``groups`` is passed to ``fit`` or when most of a base point's rows repeat
-        a nominal event's features (weight variations), else "independent".  The
-        choice is in ``samples_``.  Feature variations of shared events (an energy
+        cancels in the ratios; ordinary least squares (the only form before
+        2026-12-07).  "auto": "shared" when ``groups`` is passed to ``fit`` or when
+        most of a base point's rows repeat a nominal event's features (weight
+        variations), else "independent".  The choice is in ``samples_``.  Feature variations of shared events (an energy
         scale) are not detected: pass ``samples="shared"`` or ``groups``.
 
     l2_regularization : float >= 0, default=0.0
