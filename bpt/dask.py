@@ -42,8 +42,8 @@ from ._bpt import BoostedParametricTree, _row_hashes, _shared_counts, _unique_ro
 from ._engine._binning import BinMapper
 from ._engine._grower import GrownTree, partition_binned
 from ._engine._histogram import build_histogram, node_stats
-from ._engine._loss import (BITLoss, BPTLoss, _nominal_index, add_leaf_log_ratio,
-                            bpt_model_loss, update_bit)
+from ._engine._loss import (NO_EXPONENTIALS, BITLoss, BPTLoss, _nominal_index,
+                            add_leaf_log_ratio, bpt_model_loss, leaf_factors, update_bit)
 from ._engine._predictor import TreeEnsemble
 from ._engine._runtime import lock_released, numba_threads
 from ._engine._splitting import find_split_hist
@@ -248,6 +248,8 @@ def _w_targets(key, step, U, scale):
     sh.n_points = int(U)
     sh.g_nom = np.zeros((n_nom, sh.n_points))
     sh.g_own = np.zeros(sh.n)
+    sh.e_nom = np.ones((n_nom, sh.n_points))        # exp(g_nom), carried as in memory
+    sh.e_own = np.ones(sh.n)                        # exp(-g_own)
     w0 = sh.w0
     return (float(np.abs(w0).sum()),
             float(sh.n_points * w0[sh.cls == 0].sum() + w0[sh.cls > 0].sum()))
@@ -278,10 +280,11 @@ def _w_step(key, step, msg):
                 a, z = sh.ranges[t]
                 leaf_of[a:z] = k
             if onehot:
-                add_leaf_log_ratio(sh.g_nom, sh.g_own, sh.nom_index, sh.cls, sh.rows, leaf_of,
-                                   upd, eta)
-                out["loss"] = bpt_model_loss(sh.w0, sh.cls, sh.g_nom, sh.g_own,
-                                             sh.nom_index, sh.Y[:, 0])
+                fac, ifac = leaf_factors(upd, eta)
+                add_leaf_log_ratio(sh.g_nom, sh.g_own, sh.e_nom, sh.e_own, sh.nom_index,
+                                   sh.cls, sh.rows, leaf_of, upd, fac, ifac, eta)
+                out["loss"] = bpt_model_loss(sh.w0, sh.cls, sh.g_nom, sh.g_own, sh.e_nom,
+                                             sh.e_own, sh.nom_index, sh.Y[:, 0])
             else:
                 update_bit(sh.Y, sh.rows, leaf_of, upd, eta)
         identity = False
@@ -355,7 +358,8 @@ def _w_val_tree(key, step, arrays, M):
             own = np.ascontiguousarray(G[np.arange(sh.n), np.maximum(cls - 1, 0)])
             nom_index, _ = _nominal_index(cls)
             g_nom = np.ascontiguousarray(G[cls == 0])
-            loss = bpt_model_loss(w, cls, g_nom, own, nom_index, np.empty(0))
+            loss = bpt_model_loss(w, cls, g_nom, own, *NO_EXPONENTIALS, nom_index,
+                                  np.empty(0))
             total = sh.V.shape[0] * w[cls == 0].sum() + w[cls > 0].sum()
             res = (float(loss), float(total))
     return {"partial": res, "seconds": time.perf_counter() - t0}

@@ -138,25 +138,36 @@ def update_bit(Y, rows, leaf_of, upd, eta):
 
 
 @njit(parallel=True, cache=True)
-def add_leaf_log_ratio(g_nom, g_own, nom_index, cls, rows, leaf_of, upd, eta):
+def add_leaf_log_ratio(g_nom, g_own, e_nom, e_own, nom_index, cls, rows, leaf_of, upd, fac,
+                       ifac, eta):
     """Add eta * (the leaf's fitted log ratios) to the BPT boosting state.
 
     Nominal event i: g_nom[nom_index[i], :] (all base points); event of base point
-    k >= 1: g_own[i] (its own base point only).
+    k >= 1: g_own[i] (its own base point only).  With ``e_own`` non-empty, the
+    exponentials e_nom = exp(g_nom) and e_own = exp(-g_own) are carried along by the
+    leaf factors ``fac = exp(eta upd)`` and ``ifac = exp(-eta upd)`` (one product per
+    value instead of one exponential per value in :func:`bpt_model_loss`).
     """
     # the body stays in the loop: a function call per row is not inlined by LLVM here
     # and costs more run time than it saves compile time
     n = upd.shape[1]
+    carry = e_own.shape[0] > 0
     for ii in prange(rows.shape[0]):
         i = rows[ii]
         k = cls[i]
-        u = upd[leaf_of[ii]]
+        lf = leaf_of[ii]
+        u = upd[lf]
         if k == 0:
             j = nom_index[i]
             for m in range(n):
                 g_nom[j, m] += eta * u[m]
+            if carry:
+                for m in range(n):
+                    e_nom[j, m] *= fac[lf, m]
         else:
             g_own[i] += eta * u[k - 1]
+            if carry:
+                e_own[i] *= ifac[lf, k - 1]
 
 
 class BITLoss:
@@ -279,6 +290,8 @@ class BPTLoss:
         self.nom_index_, n_nom = _nominal_index(data.cls)
         self.g_nom_ = np.zeros((n_nom, self.V.shape[0]))
         self.g_own_ = np.zeros(data.Y.shape[0])
+        self.e_nom_ = np.ones((n_nom, self.V.shape[0]))     # exp(g_nom)
+        self.e_own_ = np.ones(data.Y.shape[0])              # exp(-g_own)
         self.weight_ = self._total_weight(self.w0_, data.cls)
 
     def _total_weight(self, w, cls):
@@ -286,14 +299,16 @@ class BPTLoss:
         return float(n * w[cls == 0].sum() + w[cls > 0].sum())
 
     def update(self, data, tree, eta):
-        add_leaf_log_ratio(self.g_nom_, self.g_own_, self.nom_index_, data.cls,
-                           tree.update_rows, tree.leaf_of, tree.leaf_update, eta)
+        fac, ifac = leaf_factors(tree.leaf_update, eta)
+        add_leaf_log_ratio(self.g_nom_, self.g_own_, self.e_nom_, self.e_own_,
+                           self.nom_index_, data.cls, tree.update_rows, tree.leaf_of,
+                           tree.leaf_update, fac, ifac, eta)
 
     def end_tree(self, data, tree, eta):
         """Reweight the base-point events and return the cross entropy per unit weight."""
         w_cur = data.Y[:, 0]
-        loss = bpt_model_loss(self.w0_, data.cls, self.g_nom_, self.g_own_, self.nom_index_,
-                              w_cur)
+        loss = bpt_model_loss(self.w0_, data.cls, self.g_nom_, self.g_own_, self.e_nom_,
+                              self.e_own_, self.nom_index_, w_cur)
         return loss / self.weight_
 
     def model_loss(self, w, cls, delta):
@@ -302,8 +317,19 @@ class BPTLoss:
         own = G[np.arange(len(cls)), np.maximum(cls - 1, 0)]
         nom_index, _ = _nominal_index(cls)
         g_nom = np.ascontiguousarray(G[cls == 0])
-        loss = bpt_model_loss(w, cls, g_nom, np.ascontiguousarray(own), nom_index, np.empty(0))
+        loss = bpt_model_loss(w, cls, g_nom, np.ascontiguousarray(own), *NO_EXPONENTIALS,
+                              nom_index, np.empty(0))
         return loss / self._total_weight(w, cls)
+
+
+# the (e_nom, e_own) arguments of add_leaf_log_ratio / bpt_model_loss when the
+# exponentials are not carried (validation and scoring)
+NO_EXPONENTIALS = (np.empty((0, 0)), np.empty(0))
+
+
+def leaf_factors(upd, eta):
+    """exp(eta upd) and exp(-eta upd) per leaf and base point (see add_leaf_log_ratio)."""
+    return np.exp(eta * upd), np.exp(-eta * upd)
 
 
 def ls_metric(n, sample_sizes=None):
@@ -349,20 +375,31 @@ _LOSS_CHUNK = 1 << 14
 
 
 @njit(**_INTERNAL)
-def _model_loss_chunk(w, cls, g_nom, g_own, nom_index, w_current, i0, i1):
+def _model_loss_chunk(w, cls, g_nom, g_own, e_nom, e_own, nom_index, w_current, i0, i1):
     """Rows i0..i1-1 of :func:`bpt_model_loss`, summed in row order."""
     n = g_nom.shape[1]
     write = w_current.shape[0] > 0
+    carried = e_own.shape[0] > 0
     acc = 0.0
     for i in range(i0, i1):
         k = cls[i]
         if k == 0:
+            j = nom_index[i]
+            if carried:
+                # sum_m softplus(g_m) = log(prod_m (1 + E_m)), E_m = exp(g_m) carried:
+                # q = prod - 1 accumulated as q += E (1 + q) (positive terms: a few ulp
+                # relative), one logarithm; the form below if it overflows
+                q = 0.0
+                for m in range(n):
+                    q += e_nom[j, m] * (1.0 + q)
+                if q < math.inf:
+                    acc += w[i] * math.log1p(q)
+                    if write:
+                        w_current[i] = w[i]
+                    continue
             # sum_m softplus(g_m) = sum_m max(g_m, 0) + log(prod_m (1 + e_m)) with
             # e_m = exp(-|g_m|) <= 1: one logarithm per event instead of one per base
-            # point.  q = prod(1 + e_m) - 1 is accumulated as q += e (1 + q) (sums of
-            # positive terms: a few ulp relative, also when every e_m is tiny) and
-            # log1p(q) taken once (q < 2^n: no overflow)
-            j = nom_index[i]
+            # point (q < 2^n: no overflow)
             s = 0.0
             q = 0.0
             for m in range(n):
@@ -374,34 +411,44 @@ def _model_loss_chunk(w, cls, g_nom, g_own, nom_index, w_current, i0, i1):
             if write:
                 w_current[i] = w[i]
         else:
-            # softplus(-g) = max(-g, 0) + log1p(e) and the weight w exp(-g) (= w e if
-            # g > 0, else w / e) from one exponential e = exp(-|g|); without branches
-            # (the sign of g varies from event to event)
+            if carried:
+                # softplus(-g) = log1p(exp(-g)) with exp(-g) carried; the boosting weight
+                # w exp(-g) without an exponential
+                e = e_own[i]
+                if e < math.inf:
+                    acc += w[i] * math.log1p(e)
+                    if write:
+                        w_current[i] = w[i] * e
+                    continue
+            # softplus(-g) = max(-g, 0) + log1p(e) with e = exp(-|g|), and the weight
+            # w exp(-g) (inf beyond g < -709, as the carried form; not w / e, which
+            # divides by zero beyond -745)
             g = g_own[i]
             a = abs(g)
             e = math.exp(-a)
             acc += w[i] * (math.log1p(e) + 0.5 * (a - g))
             if write:
-                w_current[i] = w[i] * e if g > 0.0 else w[i] / e
+                w_current[i] = w[i] * e if g > 0.0 else w[i] * math.exp(a)
     return acc
 
 
 @njit(parallel=True, cache=True)
-def bpt_model_loss(w, cls, g_nom, g_own, nom_index, w_current):
+def bpt_model_loss(w, cls, g_nom, g_own, e_nom, e_own, nom_index, w_current):
     """Cross entropy of the model on weighted events; refreshes w_current if given.
 
     Returns sum_i w_i * [sum_k softplus(g_k(x_i)) if nominal else softplus(-g_k_i(x_i))]
     and sets w_current[i] = w_i exp(-g_k_i(x_i)) for non-nominal events (the boosting
-    weights; nominal weights are unchanged).  Deterministic: the same sum on any number
-    of threads.
+    weights; nominal weights are unchanged).  ``e_nom`` / ``e_own``: the carried
+    exp(g_nom) / exp(-g_own) of :func:`add_leaf_log_ratio`, or empty (NO_EXPONENTIALS:
+    computed here).  Deterministic: the same sum on any number of threads.
     """
     N = w.shape[0]
     n_chunks = (N + _LOSS_CHUNK - 1) // _LOSS_CHUNK
     partial = np.empty(n_chunks)      # not np.zeros: a parallel loop of its own
     for c in prange(n_chunks):
         i1 = (c + 1) * _LOSS_CHUNK
-        partial[c] = _model_loss_chunk(w, cls, g_nom, g_own, nom_index, w_current,
-                                       c * _LOSS_CHUNK, i1 if i1 < N else N)
+        partial[c] = _model_loss_chunk(w, cls, g_nom, g_own, e_nom, e_own, nom_index,
+                                       w_current, c * _LOSS_CHUNK, i1 if i1 < N else N)
     loss = 0.0
     for c in range(n_chunks):
         loss += partial[c]

@@ -90,7 +90,7 @@ def test_bpt_model_loss_is_the_same_sum_on_every_call_and_thread_count():
     # loss must be a fixed-order sum (early stopping compares these numbers exactly)
     import numba
 
-    from bpt._engine._loss import bpt_model_loss
+    from bpt._engine._loss import NO_EXPONENTIALS, bpt_model_loss
     rng = np.random.default_rng(3)
     n = 200_003
     w = rng.exponential(size=n)
@@ -104,8 +104,8 @@ def test_bpt_model_loss_is_the_same_sum_on_every_call_and_thread_count():
         sums = []
         for threads in (1, numba.config.NUMBA_NUM_THREADS, 1, numba.config.NUMBA_NUM_THREADS):
             numba.set_num_threads(threads)
-            sums += [bpt_model_loss(w, cls, g_nom, g_own, nom_index, np.empty(0))
-                     for _ in range(5)]
+            sums += [bpt_model_loss(w, cls, g_nom, g_own, *NO_EXPONENTIALS, nom_index,
+                                    np.empty(0)) for _ in range(5)]
     finally:
         numba.set_num_threads(old)
     assert len(set(sums)) == 1
@@ -113,3 +113,37 @@ def test_bpt_model_loss_is_the_same_sum_on_every_call_and_thread_count():
     ref = np.where(cls == 0, w * np.logaddexp(0, g_nom[np.maximum(nom_index, 0)]).sum(axis=1),
                    w * np.logaddexp(0, -own))
     assert sums[0] == pytest.approx(ref.sum(), rel=1e-12)
+
+
+def test_bpt_model_loss_with_carried_exponentials_and_their_overflow():
+    # the boosting loop carries exp(g_nom) and exp(-g_own) (products of leaf factors);
+    # the loss and the boosting weights from them equal the direct forms, and values
+    # whose carried exponential overflows (g beyond +-709) fall back to those forms
+    from bpt._engine._loss import NO_EXPONENTIALS, bpt_model_loss
+    rng = np.random.default_rng(4)
+    n = 50_001
+    w = rng.exponential(size=n)
+    cls = rng.integers(0, 4, size=n).astype(np.int64)
+    nom = cls == 0
+    nom_index = np.full(n, -1, dtype=np.int32)
+    nom_index[nom] = np.arange(int(nom.sum()), dtype=np.int32)
+    g_nom = rng.normal(scale=3.0, size=(int(nom.sum()), 3))
+    g_own = rng.normal(scale=3.0, size=n)
+    g_nom[:5] = [[800.0, -800.0, 5.0]] * 5         # prod(1 + e^g) overflows
+    g_own[np.flatnonzero(~nom)[:5]] = -800.0        # e^-g overflows
+    with np.errstate(over="ignore"):
+        e_nom, e_own = np.exp(g_nom), np.exp(-g_own)
+    own = np.where(nom, 0.0, g_own)
+    ref = np.where(nom, w * np.logaddexp(0, g_nom[np.maximum(nom_index, 0)]).sum(axis=1),
+                   w * np.logaddexp(0, -own))
+    w_direct, w_carried = np.empty(n), np.empty(n)
+    a = bpt_model_loss(w, cls, g_nom, g_own, *NO_EXPONENTIALS, nom_index, w_direct)
+    b = bpt_model_loss(w, cls, g_nom, g_own, e_nom, e_own, nom_index, w_carried)
+    assert np.isfinite(a) and np.isfinite(b)
+    assert a == pytest.approx(ref.sum(), rel=1e-12)
+    assert b == pytest.approx(ref.sum(), rel=1e-12)
+    expected_w = np.where(nom, w, w * np.exp(np.minimum(-own, 700.0)))
+    finite = ~(~nom & (g_own < -700))
+    np.testing.assert_allclose(w_carried[finite], expected_w[finite], rtol=1e-14)
+    np.testing.assert_allclose(w_direct[finite], expected_w[finite], rtol=1e-14)
+    assert np.all(w_carried[~finite] == w_direct[~finite])
