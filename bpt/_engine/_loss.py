@@ -251,8 +251,7 @@ class BPTLoss:
     def __init__(self, V, lam=0.0, sample_sizes=None):
         V = np.asarray(V, dtype=np.float64)                 # (n_base_points, n_terms)
         self.V = V
-        self.W = ls_metric(V.shape[0], sample_sizes)
-        VW = V.T @ self.W                                   # (n_terms, n_base_points)
+        VW = V.T @ ls_metric(V.shape[0], sample_sizes)      # (n_terms, n_base_points)
         G = VW @ V
         self.H = np.linalg.solve(G, VW)                     # (V^T W V)^-1 V^T W
         self.P = V @ self.H                                 # projection onto col(V)
@@ -352,9 +351,7 @@ def ls_metric(n, sample_sizes=None):
 def effective_sizes(w, cls, n_classes):
     """Kish effective number of events (sum w)^2 / sum w^2 of each class 0..n_classes-1."""
     sw = np.bincount(cls, weights=w, minlength=n_classes)
-    sw2 = np.bincount(cls, weights=w * w, minlength=n_classes)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return sw * sw / sw2
+    return sw * sw / np.bincount(cls, weights=w * w, minlength=n_classes)
 
 
 def _nominal_index(cls):
