@@ -157,7 +157,20 @@ GRID += [("defaults shared", dict(samples="shared")),
          ("msl20", dict(min_samples_leaf=20)),
          ("msl10", dict(min_samples_leaf=10)),
          ("msl100", dict(min_samples_leaf=100))]
-BPT_ONLY = ("learn_global", "samples")
+# ---- linear leaves (BPT, 2026-12-07): every point above was measured with constant
+# leaves and keeps them (linear_leaves=0) unless it names them; "defaults" has the
+# linear leaves of the new default (alpha = 0.5)
+GRID = [(label, params if label == "defaults" or "linear_leaves" in params
+         else {**params, "linear_leaves": 0.0}) for label, params in GRID]
+GRID += [("constant leaves", dict(linear_leaves=0.0)),
+         ("linear0.25", dict(linear_leaves=0.25)),
+         ("linear0.75", dict(linear_leaves=0.75)),
+         ("linear1", dict(linear_leaves=1.0)),
+         ("linear d3", dict(linear_leaves=0.5, max_depth=3)),
+         ("linear d1", dict(linear_leaves=0.5, max_depth=1)),
+         ("linear msl20", dict(linear_leaves=0.5, min_samples_leaf=20)),
+         ("linear msl200", dict(linear_leaves=0.5, min_samples_leaf=200))]
+BPT_ONLY = ("learn_global", "samples", "linear_leaves")
 QUICK_GRID = ["defaults", "d2 lr0.2 n200", "d4 ES", "d4 l2=1"]
 
 # ------------------------------------------------------------------ the toys

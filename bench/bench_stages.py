@@ -69,7 +69,8 @@ def main():
     else:
         Xb, nu = data_bpt(100_000)
         est = bpt.BoostedParametricTree(n_nuisances=1, order=2, n_estimators=20, max_depth=4,
-                                        min_samples_leaf=50, max_bins=255, n_jobs=args.n_jobs, **NO_ES)
+                                        min_samples_leaf=50, max_bins=255, n_jobs=args.n_jobs, **NO_ES,
+                                        linear_leaves=0.0)      # the engine alone
         est.fit(Xb[::50], nu[::50])
 
         def fit():

@@ -213,7 +213,7 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
             Xb = mapper.fit_transform(X, rows)
             # X itself is not used by histogram splits (only its number of columns)
             return TrainingData(X, Xb, mapper.edges_, mapper.n_bins_, Y, cls,
-                                mapper.missing_code_)
+                                mapper.missing_code_, x_rows=rows)
         if rows is not None:
             X = np.ascontiguousarray(X[rows])
         if np.isnan(X).any():
@@ -293,6 +293,7 @@ class BaseBoostedTrees(StateMixin, BaseEstimator):
             eta = self._learning_rate(b)
             rows, seed = draws.next()
             tree = grower.grow(rows, seed)
+            loss.finish_leaves(data, tree)
             loss.update(data, tree, eta)
             train_loss.append(float(loss.end_tree(data, tree, eta)))
             ens.add(tree, eta)

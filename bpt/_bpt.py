@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
@@ -82,6 +83,15 @@ class BoostedParametricTree(BaseBoostedTrees):
         variations), else "independent".  The choice is in ``samples_``.  Feature variations of shared events (an energy
         scale) are not detected: pass ``samples="shared"`` or ``groups``.
 
+    linear_leaves : float in [0, 1], default=0.5
+        Weight of the part of each leaf's Delta that is linear in the features the
+        tree split on along the path to the leaf (at most 4), fitted to the leaf's
+        events by moment matching: the mean shift of every sample against the nominal
+        turned into the slope of an exponential tilt (docs/concepts.md, "Linear
+        leaves").  0 gives constant leaves (the closed form only, the model before
+        2026-12-07).  A linear part is clipped to the range of its feature among the
+        leaf's training events and adds nothing for a missing value.  The default
+        was chosen by the accuracy benchmark (docs/validation.md).
     l2_regularization : float >= 0, default=0.0
         L2 penalty on the leaf values, derived from the loss and used in the leaf
         values and the split gain (docs/concepts.md, "Regularisation"); in units of
@@ -130,7 +140,7 @@ class BoostedParametricTree(BaseBoostedTrees):
                  max_bins=255, n_jobs=None, random_state=None, verbose=0,
                  validation_fraction=0.1, n_iter_no_change=10, early_stopping="auto", tol=1e-7,
                  l2_regularization=0.0, subsample=1.0, max_features=1.0, max_leaf_nodes=None,
-                 min_weight_leaf=0.0, refit=True, samples="auto"):
+                 min_weight_leaf=0.0, refit=True, samples="auto", linear_leaves=0.5):
         self.n_nuisances = n_nuisances
         self.order = order
         self.terms = terms
@@ -155,6 +165,7 @@ class BoostedParametricTree(BaseBoostedTrees):
         self.min_weight_leaf = min_weight_leaf
         self.refit = refit
         self.samples = samples
+        self.linear_leaves = linear_leaves
 
     # fitted state (saved files; see bpt/_state.py)
     _required_fitted_attributes = BaseBoostedTrees._required_fitted_attributes + (
@@ -356,6 +367,10 @@ class BoostedParametricTree(BaseBoostedTrees):
                 and self.samples in ("auto", "independent", "shared")):
             raise ValueError(f"samples must be 'auto', 'independent' or 'shared', got "
                              f"{self.samples!r}")
+        a = self.linear_leaves
+        if isinstance(a, bool) or not (isinstance(a, numbers.Real) and 0 <= a <= 1):
+            raise ValueError(f"linear_leaves must be a number in [0, 1] (0: constant "
+                             f"leaves), got {a!r}")
 
     def _resolve_samples(self, has_groups, shared_fraction):
         """``samples`` with "auto" resolved: "shared" when the rows have event ids
@@ -372,9 +387,9 @@ class BoostedParametricTree(BaseBoostedTrees):
         """The BPT loss for training weights ``w`` of classes ``cls``: the least-squares
         metric of independent samples from their effective sizes, or ordinary least
         squares for shared events (see ``samples``)."""
-        if self.samples_ == "shared":
-            return BPTLoss(V)
-        return BPTLoss(V, sample_sizes=effective_sizes(w, cls, V.shape[0] + 1))
+        sizes = (None if self.samples_ == "shared"
+                 else effective_sizes(w, cls, V.shape[0] + 1))
+        return BPTLoss(V, sample_sizes=sizes, linear=float(self.linear_leaves))
 
     # ------------------------------------------------------------------ predict
     def predict_log_ratio(self, X, nu):

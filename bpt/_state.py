@@ -131,12 +131,16 @@ def check_ensemble_arrays(ens, n_features, n_out):
             continue
         if not isinstance(a, np.ndarray) or a.dtype != dt:
             raise ValueError(f"tree array {k!r} is missing or not {np.dtype(dt)}")
+    unknown = sorted(set(ens) - set(TreeEnsemble.DTYPES))
+    if unknown:
+        raise ValueError(f"unknown tree arrays {unknown} (written by a newer bpt?)")
     n = ens["feature"].shape[0]
-    for k in TreeEnsemble.NODE_FIELDS:
+    for k in TreeEnsemble.NODE_FIELDS + TreeEnsemble.LINEAR_NODE_FIELDS:
         if k != "value" and k in ens and ens[k].shape != (n,):
             raise ValueError(f"tree array {k!r} has shape {ens[k].shape}, expected ({n},)")
     if ens["value"].shape != (n, n_out):
         raise ValueError(f"tree values have shape {ens['value'].shape}, expected ({n}, {n_out})")
+    _check_linear_arrays(ens, n, n_features, n_out)
     start, rates = ens["tree_start"], ens["learning_rates"]
     n_trees = start.shape[0]
     if start.ndim != 1 or rates.shape != (n_trees,):
@@ -164,3 +168,37 @@ def check_ensemble_arrays(ens, n_features, n_out):
     if np.any(np.isnan(ens["threshold"][internal])):
         raise ValueError("split thresholds must not be NaN")
     return n_trees
+
+
+def _check_linear_arrays(ens, n, n_features, n_out):
+    """The linear-leaf arrays (all present or all absent): every leaf's terms lie inside
+    the term arrays, internal nodes have none, features are in range, finite values."""
+    names = TreeEnsemble.LINEAR_NODE_FIELDS + TreeEnsemble.LINEAR_FIELDS
+    present = [k in ens for k in names]
+    if not any(present):
+        return
+    if not all(present):
+        raise ValueError("the linear-leaf arrays are incomplete "
+                         f"(missing {[k for k, p in zip(names, present) if not p]})")
+    start, count = ens["linear_start"], ens["linear_count"]
+    L = ens["linear_feature"].shape[0]
+    for k in ("linear_centre", "linear_lo", "linear_hi"):
+        if ens[k].shape != (L,):
+            raise ValueError(f"tree array {k!r} has shape {ens[k].shape}, expected ({L},)")
+    if ens["linear_slope"].shape != (L, n_out):
+        raise ValueError(f"tree array 'linear_slope' has shape {ens['linear_slope'].shape}, "
+                         f"expected ({L}, {n_out})")
+    if np.any(count < 0) or np.any(count[ens["feature"] >= 0] != 0):
+        raise ValueError("linear terms must be counted >= 0 and only at leaves")
+    used = count > 0
+    if np.any(start[used] < 0) or np.any(start[used] + count[used] > L):
+        raise ValueError("linear terms of a leaf lie outside the term arrays")
+    f = ens["linear_feature"]
+    if np.any(f < 0) or np.any(f >= n_features):
+        raise ValueError(f"linear-leaf features must lie in 0..{n_features - 1}")
+    for k in ("linear_centre", "linear_slope"):
+        if not np.all(np.isfinite(ens[k])):
+            raise ValueError(f"tree array {k!r} has non-finite values")
+    if np.any(np.isnan(ens["linear_lo"])) or np.any(np.isnan(ens["linear_hi"])) or np.any(
+            ens["linear_lo"] > ens["linear_hi"]):
+        raise ValueError("linear-leaf ranges must satisfy linear_lo <= linear_hi")

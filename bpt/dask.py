@@ -42,6 +42,9 @@ from ._bpt import BoostedParametricTree, _row_hashes, _shared_counts, _unique_ro
 from ._engine._binning import BinMapper
 from ._engine._grower import GrownTree, partition_binned
 from ._engine._histogram import build_histogram, node_stats
+from ._engine._linear import (add_linear_log_ratio, combine_moments, leaf_moments,
+                              path_features, reference_rows, reference_values,
+                              solve_linear_bpt)
 from ._engine._loss import (NO_EXPONENTIALS, BITLoss, BPTLoss, _nominal_index,
                             add_leaf_log_ratio, bpt_model_loss, leaf_factors, update_bit)
 from ._engine._predictor import TreeEnsemble
@@ -212,8 +215,9 @@ def _w_take(key, step, local_rows):
     return out
 
 
-def _w_bin(key, step, edges, n_bins, mcode, max_bins):
-    """Map this shard's rows to bin codes (feature-major uint8); drop the float rows."""
+def _w_bin(key, step, edges, n_bins, mcode, max_bins, keep_rows=False):
+    """Map this shard's rows to bin codes (feature-major uint8); drop the float rows
+    (``keep_rows``: keep them as one array, for the BPT's linear leaves)."""
     sh = _shard(key, step)
     mapper = BinMapper(max_bins)
     mapper.edges_, mapper.n_bins_, mapper.missing_code_ = edges, n_bins, mcode
@@ -225,11 +229,14 @@ def _w_bin(key, step, edges, n_bins, mcode, max_bins):
             Xb[:, off:off + Xc.shape[0]] = mapper.transform(Xc)
             off += Xc.shape[0]
     sh.Xb = Xb
+    if keep_rows:
+        sh.Xraw = (np.ascontiguousarray(np.concatenate(sh.X)) if len(sh.X) > 1
+                   else np.ascontiguousarray(sh.X[0]))
     sh.X = None
     return None
 
 
-def _w_targets(key, step, U, scale):
+def _w_targets(key, step, U, scale, linear=False):
     """The working targets: BIT scale * (c0, U c), BPT scale * w; partial sums."""
     sh = _shard(key, step)
     if sh.kind == "bit":
@@ -248,8 +255,11 @@ def _w_targets(key, step, U, scale):
     sh.n_points = int(U)
     sh.g_nom = np.zeros((n_nom, sh.n_points))
     sh.g_own = np.zeros(sh.n)
-    sh.e_nom = np.ones((n_nom, sh.n_points))        # exp(g_nom), carried as in memory
-    sh.e_own = np.ones(sh.n)                        # exp(-g_own)
+    if linear:                                      # not carried, as in memory
+        sh.e_nom, sh.e_own = NO_EXPONENTIALS
+    else:
+        sh.e_nom = np.ones((n_nom, sh.n_points))    # exp(g_nom), carried as in memory
+        sh.e_own = np.ones(sh.n)                    # exp(-g_own)
     w0 = sh.w0
     return (float(np.abs(w0).sum()),
             float(sh.n_points * w0[sh.cls == 0].sum() + w0[sh.cls > 0].sum()))
@@ -272,9 +282,19 @@ def _w_step(key, step, msg):
                                   nthreads)
             sh.ranges[lid] = (a, a + nl)
             sh.ranges[rid] = (a + nl, z)
+        if "moments" in msg:
+            # linear leaves: the moments of this shard's rows in every leaf
+            leaves, feats, scale, ref = msg["moments"]
+            leaf_row = np.empty(sh.n, dtype=np.int64)
+            for k, t in enumerate(leaves):
+                a, z = sh.ranges[t]
+                leaf_row[sh.rows[a:z]] = k
+            out["moments"] = leaf_moments(sh.Xraw, np.arange(sh.n, dtype=np.int64), sh.cls,
+                                          sh.Y[:, 0], leaf_row, feats, scale, ref,
+                                          sh.n_points + 1)
         fin = msg.get("finish")
         if fin is not None:
-            leaves, upd, eta = fin
+            leaves, upd, eta, lin = fin
             leaf_of = np.empty(sh.n, dtype=np.int64)
             for k, t in enumerate(leaves):
                 a, z = sh.ranges[t]
@@ -283,6 +303,10 @@ def _w_step(key, step, msg):
                 fac, ifac = leaf_factors(upd, eta)
                 add_leaf_log_ratio(sh.g_nom, sh.g_own, sh.e_nom, sh.e_own, sh.nom_index,
                                    sh.cls, sh.rows, leaf_of, upd, fac, ifac, eta)
+                if lin is not None and lin[2].shape[0] > 0:
+                    add_linear_log_ratio(sh.g_nom, sh.g_own, sh.nom_index, sh.cls, sh.Xraw,
+                                         np.arange(sh.n, dtype=np.int64), sh.rows, leaf_of,
+                                         *lin, eta)
                 out["loss"] = bpt_model_loss(sh.w0, sh.cls, sh.g_nom, sh.g_own, sh.e_nom,
                                              sh.e_own, sh.nom_index, sh.Y[:, 0])
             else:
@@ -644,13 +668,8 @@ class _DaskMixin:
         del X, T, w, arrays, fX, fT, fw, futures
         return cl, infos, n, names
 
-    def _bin(self, cl, n, n_features):
-        """Quantile edges from the in-memory binner's subsample of global rows."""
-        mapper = BinMapper(self.max_bins, random_state=self._rng_seed)
-        idx = mapper.sample_indices(n)
-        if idx is None:
-            idx = np.arange(n)
-        # global row -> (shard, local row)
+    def _take_rows(self, cl, idx):
+        """The float64 rows ``idx`` (sorted global row indices) of the training data."""
         shard_rows = []
         for blocks, offs, chunks in self._blocks:
             local, glob, base = [], [], 0
@@ -662,11 +681,20 @@ class _DaskMixin:
             shard_rows.append((np.concatenate(local).astype(np.int64), np.concatenate(glob)))
         parts = cl.submit_all(_w_take, lambda j: (shard_rows[j][0],), count=False)
         glob = np.concatenate([g for _, g in shard_rows])
-        Xs = np.concatenate(parts)[np.argsort(glob, kind="stable")]
+        return np.concatenate(parts)[np.argsort(glob, kind="stable")]
+
+    def _bin(self, cl, n, n_features, keep_rows=False):
+        """Quantile edges from the in-memory binner's subsample of global rows
+        (``keep_rows``: the workers keep their float rows after binning)."""
+        mapper = BinMapper(self.max_bins, random_state=self._rng_seed)
+        idx = mapper.sample_indices(n)
+        if idx is None:
+            idx = np.arange(n)
+        Xs = self._take_rows(cl, idx)
         self._sample_bytes = int(Xs.nbytes)
         mapper.fit_sample(Xs)
         cl.submit_all(_w_bin, lambda j: (mapper.edges_, mapper.n_bins_, mapper.missing_code_,
-                                         self.max_bins), count=False)
+                                         self.max_bins, keep_rows), count=False)
         return mapper
 
     # ---------------------------------------------------------------- boosting
@@ -699,9 +727,20 @@ class _DaskMixin:
         for b in range(self.n_estimators):
             eta = self._learning_rate(b)
             tree, pending, leaves = self._grow_one(cl, g, base, prev)
+            lin = None
+            if getattr(loss, "linear", 0.0) > 0 and tree.left.shape[0] > 1:
+                # linear leaves: the leaves' moments on the workers (the pending splits
+                # applied first), the fit here
+                _, feats = path_features(tree.feature, tree.left, tree.right)
+                m = dict(base, splits=pending, moments=(leaves, feats, loss.scale_,
+                                                        loss.ref_))
+                pending = []
+                res = cl.submit_all(_w_step, lambda j: (m,))
+                lin = solve_linear_bpt(tree, feats, combine_moments([r["moments"] for r in res]),
+                                       loss.H, loss.V, loss.linear, loss.scale_, loss.ref_)
             ens.add(tree, eta)
             # the update of this tree: the splits not yet applied, then the leaves
-            prev = dict(splits=pending, finish=(leaves, tree.leaf_update, float(eta)))
+            prev = dict(splits=pending, finish=(leaves, tree.leaf_update, float(eta), lin))
             if loss.onehot:
                 # BPT: reweighting and loss on the workers, now (the stopping rule and
                 # the callbacks need the loss); BIT: with the next tree's first message
@@ -1077,10 +1116,16 @@ class DaskBoostedParametricTree(_DaskMixin, BoostedParametricTree):
             rows, hits = sum(r[0] for r in hit), sum(r[1] for r in hit)
             share = float(np.max(hits / np.maximum(rows, 1))) if rows.size else 0.0
         self.samples_ = self._resolve_samples(False, share)
-        mapper = self._bin(cl, n, self.n_features_in_)
-        tot = cl.submit_all(_w_targets, lambda j: (len(points), scale), count=False)
-        loss = (BPTLoss(V) if self.samples_ == "shared" else
-                BPTLoss(V, sample_sizes=sums * sums / sumsq))
+        linear = float(self.linear_leaves)
+        if linear > 0:
+            scale_ref = reference_values(self._take_rows(cl, reference_rows(n)))
+        mapper = self._bin(cl, n, self.n_features_in_, keep_rows=linear > 0)
+        tot = cl.submit_all(_w_targets, lambda j: (len(points), scale, linear > 0),
+                            count=False)
+        loss = BPTLoss(V, sample_sizes=None if self.samples_ == "shared" else sums * sums / sumsq,
+                       linear=linear)
+        if linear > 0:
+            loss.scale_, loss.ref_ = scale_ref
         loss.lam = float(self.l2_regularization) * sum(t[0] for t in tot)
         loss.weight_ = sum(t[1] for t in tot)
         self._loss = loss

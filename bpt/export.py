@@ -27,6 +27,12 @@ defines it so), hence agreement with ``predict`` (float64) to ~1e-7 relative.
   larger relative to outputs where trees cancel.
 * NaN inputs (missing values) take the side learned in training
   (``nodes_missing_value_tracks_true``), as in ``predict``.
+* Linear leaves (``BoostedParametricTree(linear_leaves=...)``): a second
+  TreeEnsembleRegressor gives every row's leaf in every tree (as an index into
+  tables of the leaves' linear terms, exact below 2^24 leaves); Gather /
+  GatherElements fetch the features, centres, ranges and slopes, and the terms
+  (clipped to the leaf's range, 0 for NaN) are summed in float64 (opset 3) or
+  float32 (opset 1) and added to the trees' float32 output.
 """
 
 from __future__ import annotations
@@ -107,6 +113,98 @@ def _trees_node_attributes(est, ml_opset):
                 **attrs)
 
 
+def _linear_tables(a):
+    """Tables of the linear terms: per leaf with terms a row (row 0: no terms), columns
+    = term slots (padded with slope 0): (row of every node (n,), feature (R, D) int64,
+    centre, lo, hi (R, D), slope (R, D, n_out))."""
+    count, start = a["linear_count"], a["linear_start"]
+    n_out = a["value"].shape[1]
+    with_terms = np.flatnonzero(count > 0)
+    R, D = with_terms.shape[0] + 1, int(count.max())
+    row = np.zeros(count.shape[0], dtype=np.int64)
+    row[with_terms] = np.arange(1, R)
+    feat = np.zeros((R, D), dtype=np.int64)
+    centre, lo, hi = np.zeros((R, D)), np.zeros((R, D)), np.zeros((R, D))
+    slope = np.zeros((R, D, n_out))
+    for r, j in enumerate(with_terms, start=1):
+        q = slice(start[j], start[j] + count[j])
+        c = count[j]
+        feat[r, :c] = a["linear_feature"][q]
+        centre[r, :c] = a["linear_centre"][q]
+        lo[r, :c] = a["linear_lo"][q]
+        hi[r, :c] = a["linear_hi"][q]
+        slope[r, :c] = a["linear_slope"][q]
+    return row, feat, centre, lo, hi, slope
+
+
+def _linear_parts(est, x, y_trees, y_out, ml_opset, fresh):
+    """Nodes and initializers adding the linear leaves' terms to ``y_trees`` (float32
+    (N, n_out)) as ``y_out``, from the input ``x`` (float64 for opset 3, float32 for
+    opset 1).  Returns (nodes, initializers): nodes as (op, inputs, outputs, domain,
+    attributes), initializers as (name, array); ``fresh(base)`` makes a unique name."""
+    from onnx import TensorProto
+    a = est.ensemble_.arrays
+    n_nodes = a["feature"].shape[0]
+    row, feat, centre, lo, hi, slope = _linear_tables(a)
+    if row.max() >= 2 ** 24:
+        raise ValueError("too many linear leaves for the float32 leaf index of ONNX "
+                         f"({row.max()} >= 2^24)")
+    ftype = np.float64 if ml_opset == 3 else np.float32
+    onnx_type = TensorProto.DOUBLE if ml_opset == 3 else TensorProto.FLOAT
+    n_trees = a["tree_start"].shape[0]
+    attrs, leaf_ids = _tree_attributes(a)
+    tree_of = np.repeat(np.arange(n_trees), np.diff(np.append(a["tree_start"], n_nodes)))
+    attrs["target_treeids"] = tree_of[leaf_ids].tolist()
+    attrs["target_nodeids"] = (leaf_ids - a["tree_start"][tree_of[leaf_ids]]).tolist()
+    attrs["target_ids"] = tree_of[leaf_ids].tolist()
+    thresholds = np.where(a["feature"] < 0, 0.0, a["threshold"])
+    index = row[leaf_ids].astype(np.float64)
+    if ml_opset == 3:
+        from onnx import numpy_helper
+        attrs["nodes_values_as_tensor"] = numpy_helper.from_array(thresholds, "nodes_values")
+        attrs["target_weights_as_tensor"] = numpy_helper.from_array(index, "target_weights")
+    else:
+        attrs["nodes_values"] = float32_thresholds(thresholds).tolist()
+        attrs["target_weights"] = index.astype(np.float32).tolist()
+    attrs.update(n_targets=int(n_trees), aggregate_function="SUM", post_transform="NONE")
+    N = {k: fresh("lin_" + k) for k in (
+        "leaf_f", "leaf", "feat_t", "centre_t", "lo_t", "hi_t", "slope_t", "fi", "flat",
+        "fi_flat", "xg", "shape3", "x3", "c3", "lo3", "hi3", "nan", "xf", "xmax", "xclip",
+        "d", "axis3", "d4", "s4", "prod", "axes12", "sum", "sum32")}
+    D = feat.shape[1]
+    inits = [(N["feat_t"], feat), (N["centre_t"], centre.astype(ftype)),
+             (N["lo_t"], lo.astype(ftype)), (N["hi_t"], hi.astype(ftype)),
+             (N["slope_t"], slope.astype(ftype)),
+             (N["flat"], np.array([0, -1], dtype=np.int64)),
+             (N["shape3"], np.array([0, n_trees, D], dtype=np.int64)),
+             (N["axis3"], np.array([3], dtype=np.int64)),
+             (N["axes12"], np.array([1, 2], dtype=np.int64))]
+    nodes = [
+        ("TreeEnsembleRegressor", [x], [N["leaf_f"]], "ai.onnx.ml", attrs),
+        ("Cast", [N["leaf_f"]], [N["leaf"]], "", dict(to=TensorProto.INT64)),
+        ("Gather", [N["feat_t"], N["leaf"]], [N["fi"]], "", dict(axis=0)),
+        ("Reshape", [N["fi"], N["flat"]], [N["fi_flat"]], "", {}),
+        ("GatherElements", [x, N["fi_flat"]], [N["xg"]], "", dict(axis=1)),
+        ("Reshape", [N["xg"], N["shape3"]], [N["x3"]], "", {}),
+        ("Gather", [N["centre_t"], N["leaf"]], [N["c3"]], "", dict(axis=0)),
+        ("Gather", [N["lo_t"], N["leaf"]], [N["lo3"]], "", dict(axis=0)),
+        ("Gather", [N["hi_t"], N["leaf"]], [N["hi3"]], "", dict(axis=0)),
+        ("IsNaN", [N["x3"]], [N["nan"]], "", {}),
+        ("Where", [N["nan"], N["c3"], N["x3"]], [N["xf"]], "", {}),
+        ("Max", [N["xf"], N["lo3"]], [N["xmax"]], "", {}),
+        ("Min", [N["xmax"], N["hi3"]], [N["xclip"]], "", {}),
+        ("Sub", [N["xclip"], N["c3"]], [N["d"]], "", {}),
+        ("Unsqueeze", [N["d"], N["axis3"]], [N["d4"]], "", {}),
+        ("Gather", [N["slope_t"], N["leaf"]], [N["s4"]], "", dict(axis=0)),
+        ("Mul", [N["d4"], N["s4"]], [N["prod"]], "", {}),
+        ("ReduceSum", [N["prod"], N["axes12"]], [N["sum"]], "", dict(keepdims=0)),
+        ("Cast", [N["sum"]], [N["sum32"]], "", dict(to=TensorProto.FLOAT)),
+        ("Add", [y_trees, N["sum32"]], [y_out], "", {}),
+    ]
+    del onnx_type
+    return nodes, inits
+
+
 def _model_properties(est, dtype):
     from . import __version__
     names = getattr(est, "feature_names_in_", None)
@@ -165,15 +263,27 @@ def to_onnx(est, dtype="float32", ml_opset=3, path=None):
         nodes.append(helper.make_node("Cast", ["X"], ["X64"], name="to_float64",
                                       to=TensorProto.DOUBLE))
         tree_input = "X64"
-    nodes.append(helper.make_node("TreeEnsembleRegressor", [tree_input], ["Y"],
+    linear = est.ensemble_.has_linear
+    nodes.append(helper.make_node("TreeEnsembleRegressor", [tree_input],
+                                  ["Y_trees" if linear else "Y"],
                                   domain="ai.onnx.ml", name="bpt_trees",
                                   **_trees_node_attributes(est, ml_opset)))
+    initializers = []
+    if linear:
+        from onnx import numpy_helper
+        parts, inits = _linear_parts(est, tree_input, "Y_trees", "Y", ml_opset,
+                                     lambda base: base)
+        for j, (op, ins, outs, domain, attrs) in enumerate(parts):
+            nodes.append(helper.make_node(op, ins, outs, domain=domain or None,
+                                          name=f"bpt_linear_{j}", **attrs))
+        initializers = [numpy_helper.from_array(v, k) for k, v in inits]
     elem = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
     F = int(est.n_features_in_)
     graph = helper.make_graph(
         nodes, f"bpt_{type(est).__name__}",
         [helper.make_tensor_value_info("X", elem, [None, F])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, int(n_out)])])
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, int(n_out)])],
+        initializer=initializers)
     graph.doc_string = (f"{type(est).__name__}.predict(X): columns = terms {est.terms_}; "
                         "split rule x <= threshold goes left")
     model = helper.make_model(graph, producer_name="bpt", producer_version=__version__,
@@ -219,10 +329,24 @@ def _skl2onnx_convert(scope, operator, container):
         source = cast
     elif ml_opset == 1 and is_double:
         raise ValueError("ai.onnx.ml opset 1 takes float32 input only")
-    container.add_node("TreeEnsembleRegressor", source, operator.outputs[0].full_name,
+    out = operator.outputs[0].full_name
+    linear = est.ensemble_.has_linear
+    y_trees = scope.get_unique_variable_name("Y_trees") if linear else out
+    container.add_node("TreeEnsembleRegressor", source, y_trees,
                        op_domain="ai.onnx.ml", op_version=ml_opset,
                        name=scope.get_unique_operator_name("BptTrees"),
                        **_trees_node_attributes(est, ml_opset))
+    if linear:
+        from onnx import helper
+        parts, inits = _linear_parts(est, source, y_trees, out, ml_opset,
+                                     scope.get_unique_variable_name)
+        for name, v in inits:
+            container.add_initializer(name, helper.np_dtype_to_tensor_dtype(v.dtype),
+                                      list(v.shape), v.ravel().tolist())
+        for op, ins, outs, domain, attrs in parts:
+            kw = dict(op_domain=domain, op_version=ml_opset) if domain else {}
+            container.add_node(op, ins, outs, name=scope.get_unique_operator_name("BptLin"),
+                               **kw, **attrs)
 
 
 def register_skl2onnx():

@@ -21,10 +21,13 @@ def _run(model, X):
     return out
 
 
-def _assert_close(out, pred):
-    """1e-5 relative, per element (float32 output of the operator vs float64 predict)."""
+def _assert_close(out, pred, atol_scale=0.0):
+    """1e-5 relative, per element (float32 output of the operator vs float64 predict);
+    ``atol_scale``: plus that share of each column's largest magnitude (linear leaves:
+    the float32 sum of the trees is added to the linear terms, which can cancel it)."""
     assert out.shape == pred.shape and out.dtype == np.float32
-    np.testing.assert_allclose(out, pred, rtol=1e-5, atol=0)
+    atol = atol_scale * np.abs(pred).max(axis=0)
+    assert np.all(np.abs(out - pred) <= 1e-5 * np.abs(pred) + atol)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +99,27 @@ def test_bpt_export(bpt_model, tmp_path):
     X = _edge_rows(bpt_model, np.random.default_rng(3))
     path = tmp_path / "bpt.onnx"
     to_onnx(bpt_model, dtype="float64", path=str(path))
-    _assert_close(_run(onnx.load(str(path)), X), bpt_model.predict(X))
+    assert bpt_model.ensemble_.has_linear
+    _assert_close(_run(onnx.load(str(path)), X), bpt_model.predict(X), 1e-6)
+
+
+@pytest.mark.parametrize("dtype,ml_opset", [("float64", 3), ("float32", 3), ("float32", 1)])
+def test_bpt_linear_leaves_export_with_nan_and_rows_beyond_the_leaf_ranges(dtype, ml_opset):
+    X, nu, w = bpt_gaussian_samples(400, seed=8)
+    X = X.copy()
+    X[::13, 1] = np.nan                   # missing values: leaves that hold them stay constant
+    est = bpt.BoostedParametricTree(n_nuisances=2, n_estimators=10, max_depth=3,
+                                    min_samples_leaf=20, random_state=0).fit(X, nu, w)
+    a = est.ensemble_.arrays
+    assert est.ensemble_.has_linear and np.any((a["linear_count"] == 0) & (a["feature"] < 0))
+    rng = np.random.default_rng(4)
+    Xt = rng.normal(0, 2, (600, X.shape[1]))
+    Xt[:100] *= 50                        # far outside every leaf's range: clipped
+    Xt[100:200:3, 0] = np.nan
+    Xt[101:200:3, 1] = np.nan
+    Xt = Xt.astype(dtype)
+    out = _run(to_onnx(est, dtype=dtype, ml_opset=ml_opset), Xt)
+    _assert_close(out, est.predict(Xt), 1e-6 if ml_opset == 3 else 1e-5)
 
 
 def test_model_structure_and_metadata(bit_model):
@@ -196,14 +219,14 @@ def test_pipeline_with_bpt_and_skl2onnx_direct(tmp_path):
     Xt = X[:500] * 4.0 + 1.0
     path = tmp_path / "pipe.onnx"
     to_onnx(pipe, dtype="float64", path=str(path))
-    _assert_close(_run(onnx.load(str(path)), Xt), pipe.predict(Xt))
+    _assert_close(_run(onnx.load(str(path)), Xt), pipe.predict(Xt), 1e-6)
     # bpt's converter is registered: skl2onnx's own entry point converts the pipeline too
     from skl2onnx.common.data_types import DoubleTensorType
     bpt.export.register_skl2onnx()
     model = skl2onnx.to_onnx(pipe, initial_types=[("X", DoubleTensorType([None, 3]))],
                              target_opset={"": 15, "ai.onnx.ml": 3})
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    _assert_close(sess.run(None, {"X": Xt})[0], pipe.predict(Xt))
+    _assert_close(sess.run(None, {"X": Xt})[0], pipe.predict(Xt), 1e-6)
 
 
 def test_pipeline_errors(bit_pipeline, monkeypatch):

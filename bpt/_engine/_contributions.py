@@ -5,7 +5,8 @@ Every node of the flat ensemble (see ``_predictor``) stores its prediction in
 Walking row i from the root to its leaf, the change of the node value at a split
 on feature f is credited to f, and the root's value is the bias.  Per tree the sum
 telescopes to the leaf value, so summed over features and bias the contributions
-equal the prediction (up to round-off).
+equal the prediction (up to round-off).  A linear leaf's terms are credited to their
+features (each term is a function of its feature alone).
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._predictor import goes_left
+from ._predictor import goes_left, linear_offset
 
 __all__ = ["contributions"]
 
 
 @njit(parallel=True, cache=True)
 def _contributions(X, feature, threshold, left, right, mleft, value, tree_start, t0, t1,
-                   out):
+                   lstart, lcount, lfeat, lcentre, llo, lhi, lslope, out):
     """Add row i's contributions of trees t0..t1-1 to out[i] (n_features + 1, n_out);
     slot n_features is the bias (sum of the root values)."""
     n_out = value.shape[1]
@@ -36,6 +37,11 @@ def _contributions(X, feature, threshold, left, right, mleft, value, tree_start,
                 for a in range(n_out):
                     out[i, f, a] += value[c, a] - value[j, a]
                 j = c
+            for q in range(lstart[j], lstart[j] + lcount[j]):
+                d = linear_offset(X, i, q, lfeat, lcentre, llo, lhi)
+                f = lfeat[q]
+                for a in range(n_out):
+                    out[i, f, a] += lslope[q, a] * d
 
 
 def contributions(ensemble, X, start=0, stop=None):
@@ -46,5 +52,7 @@ def contributions(ensemble, X, start=0, stop=None):
     out = np.zeros((X.shape[0], X.shape[1] + 1, ensemble.n_out))
     if stop > start:
         _contributions(X, a["feature"], a["threshold"], a["left"], a["right"],
-                       a["missing_go_left"], a["value"], a["tree_start"], start, stop, out)
+                       a["missing_go_left"], a["value"], a["tree_start"], start, stop,
+                       *(a[k] for k in ensemble.LINEAR_NODE_FIELDS + ensemble.LINEAR_FIELDS),
+                       out)
     return out

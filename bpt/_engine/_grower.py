@@ -496,6 +496,13 @@ class TrainingData:
     Y: np.ndarray            # (N, K) float64 (BIT) or (N, 1) weights (BPT)
     cls: np.ndarray          # (N,) int64 class / base-point index (zeros for BIT)
     missing_code: int = 255  # bin code of NaN (one above the largest bin)
+    x_rows: np.ndarray | None = None  # hist: row i is X[x_rows[i]] (None: X[i])
+
+    def feature_rows(self):
+        """int64 index of each training row in X (see ``x_rows``)."""
+        if self.x_rows is None:
+            return np.arange(self.Y.shape[0], dtype=np.int64)
+        return np.asarray(self.x_rows, dtype=np.int64)
 
 
 @dataclass
@@ -514,6 +521,8 @@ class GrownTree:
     leaf_of: np.ndarray
     leaf_update: np.ndarray
     leaf_sums: np.ndarray
+    # linear leaves (set by the loss after growth; see _linear.py), None: constant leaves
+    linear: dict | None = None
 
 
 class TreeGrower:

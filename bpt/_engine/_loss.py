@@ -209,6 +209,9 @@ class BITLoss:
         self.weight_ = float(data.Y[:, 0].sum(dtype=np.float64))
         self.loss_ = 0.0
 
+    def finish_leaves(self, data, tree):
+        """Constant leaves: nothing to add after growth."""
+
     def update(self, data, tree, eta):
         update_bit(data.Y, tree.update_rows, tree.leaf_of, tree.leaf_update, eta)
 
@@ -248,7 +251,7 @@ class BPTLoss:
     kind = KIND_BPT
     onehot = True
 
-    def __init__(self, V, lam=0.0, sample_sizes=None):
+    def __init__(self, V, lam=0.0, sample_sizes=None, linear=0.0):
         V = np.asarray(V, dtype=np.float64)                 # (n_base_points, n_terms)
         self.V = V
         VW = V.T @ ls_metric(V.shape[0], sample_sizes)      # (n_terms, n_base_points)
@@ -264,6 +267,8 @@ class BPTLoss:
         self.ridge_a = np.ascontiguousarray(Q.T @ VW)      # (n_terms, n_base_points)
         self.ridge_e = np.ascontiguousarray(e)
         self.ridge_b = np.ascontiguousarray(V @ Q)         # (n_base_points, n_terms)
+        # weight alpha of the linear leaves (_linear.py); 0: constant leaves
+        self.linear = float(linear)
 
     def leaf(self, sums):
         value, upd = self.leaf_values(np.asarray(sums, dtype=np.float64)[None, :])
@@ -289,9 +294,27 @@ class BPTLoss:
         self.nom_index_, n_nom = _nominal_index(data.cls)
         self.g_nom_ = np.zeros((n_nom, self.V.shape[0]))
         self.g_own_ = np.zeros(data.Y.shape[0])
-        self.e_nom_ = np.ones((n_nom, self.V.shape[0]))     # exp(g_nom)
-        self.e_own_ = np.ones(data.Y.shape[0])              # exp(-g_own)
+        if self.linear > 0:
+            # linear leaves change g per event: the exponentials are not carried
+            self.e_nom_, self.e_own_ = NO_EXPONENTIALS
+            self.x_rows_ = data.feature_rows()
+            from ._linear import reference_rows, reference_values
+            self.scale_, self.ref_ = reference_values(
+                data.X[self.x_rows_[reference_rows(self.x_rows_.shape[0])]])
+        else:
+            self.e_nom_ = np.ones((n_nom, self.V.shape[0]))     # exp(g_nom)
+            self.e_own_ = np.ones(data.Y.shape[0])              # exp(-g_own)
+        self._lin = None
         self.weight_ = self._total_weight(self.w0_, data.cls)
+
+    def finish_leaves(self, data, tree):
+        """With ``linear`` > 0: make the leaves of a grown tree linear in x (in place)."""
+        self._lin = None
+        if self.linear > 0 and tree.left.shape[0] > 1:
+            from ._linear import fit_linear_bpt
+            self._lin = fit_linear_bpt(data.X, self.x_rows_, data.cls, data.Y[:, 0],
+                                       tree.leaf_of, tree, self.H, self.V, self.linear,
+                                       self.scale_, self.ref_)
 
     def _total_weight(self, w, cls):
         n = self.V.shape[0]
@@ -302,6 +325,11 @@ class BPTLoss:
         add_leaf_log_ratio(self.g_nom_, self.g_own_, self.e_nom_, self.e_own_,
                            self.nom_index_, data.cls, tree.update_rows, tree.leaf_of,
                            tree.leaf_update, fac, ifac, eta)
+        if self._lin is not None and self._lin[2].shape[0] > 0:
+            from ._linear import add_linear_log_ratio
+            add_linear_log_ratio(self.g_nom_, self.g_own_, self.nom_index_, data.cls,
+                                 data.X, self.x_rows_, tree.update_rows, tree.leaf_of,
+                                 *self._lin, eta)
 
     def end_tree(self, data, tree, eta):
         """Reweight the base-point events and return the cross entropy per unit weight."""

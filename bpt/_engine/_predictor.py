@@ -7,6 +7,15 @@ rate), ``missing_go_left[j]`` (where a NaN goes; for arrays saved before it exis
 NaN goes to the child with more training events).  Tree ``t`` starts at node
 ``tree_start[t]``.  X may be float32 or float64 (compared in float64); predictions are
 float64.
+
+Linear leaves (docs/concepts.md, "Linear leaves"): leaf j adds, for its terms
+q = ``linear_start[j]`` .. ``linear_start[j] + linear_count[j] - 1``,
+``linear_slope[q] * (clip(x[linear_feature[q]], linear_lo[q], linear_hi[q]) -
+linear_centre[q])`` to its value (the slopes scaled by the learning rate, as the
+values; a NaN feature value adds nothing).  ``linear_lo`` / ``linear_hi`` are the
+range of the feature among the leaf's training events: beyond it the leaf is
+constant, as a tree is.  Ensembles without linear leaves have ``linear_count`` 0
+everywhere and empty term arrays (and files written before them lack the fields).
 """
 
 from __future__ import annotations
@@ -96,6 +105,38 @@ def _predict(X, feature, threshold, left, right, mleft, value, tree_start, depth
                 out[i0 + 3, a] += value[j3, a]
 
 
+@njit(cache=True, inline="always")
+def linear_offset(X, i, q, lfeat, lcentre, llo, lhi):
+    """x - centre of linear term q for row i, x clipped to [lo, hi]; 0 for a NaN."""
+    x = np.float64(X[i, lfeat[q]])
+    if x != x:
+        return 0.0
+    if x < llo[q]:
+        x = llo[q]
+    elif x > lhi[q]:
+        x = lhi[q]
+    return x - lcentre[q]
+
+
+@njit(parallel=True, cache=True)
+def _predict_linear(X, feature, threshold, left, right, mleft, value, tree_start, depth, t0,
+                    t1, lstart, lcount, lfeat, lcentre, llo, lhi, lslope, out):
+    """:func:`_predict` for ensembles with linear leaves: one walk per row, then the
+    leaf's value and its linear terms."""
+    n_out = value.shape[1]
+    for i in prange(X.shape[0]):
+        for t in range(t0, t1):
+            j = tree_start[t]
+            for _ in range(depth[t]):
+                j = _step(X, i, j, feature, threshold, left, right, mleft)
+            for a in range(n_out):
+                out[i, a] += value[j, a]
+            for q in range(lstart[j], lstart[j] + lcount[j]):
+                d = linear_offset(X, i, q, lfeat, lcentre, llo, lhi)
+                for a in range(n_out):
+                    out[i, a] += lslope[q, a] * d
+
+
 @njit(parallel=True, cache=True)
 def _apply(X, feature, threshold, left, right, mleft, tree_start, out):
     for i in prange(X.shape[0]):
@@ -106,16 +147,26 @@ def _apply(X, feature, threshold, left, right, mleft, tree_start, out):
 class TreeEnsemble:
     """Flat arrays of all trees; append trees while boosting, predict at once."""
 
+    # per node, from a GrownTree
     NODE_FIELDS = ("feature", "threshold", "left", "right", "value", "gain", "n_samples",
                    "missing_go_left")
-    FIELDS = NODE_FIELDS + ("tree_start", "learning_rates")
+    # per node: the leaf's linear terms (GrownTree.linear)
+    LINEAR_NODE_FIELDS = ("linear_start", "linear_count")
+    # per linear term
+    LINEAR_FIELDS = ("linear_feature", "linear_centre", "linear_lo", "linear_hi",
+                     "linear_slope")
+    FIELDS = NODE_FIELDS + LINEAR_NODE_FIELDS + LINEAR_FIELDS + ("tree_start",
+                                                                  "learning_rates")
     # absent from files written before them: from_arrays fills their default
-    OPTIONAL_FIELDS = ("missing_go_left",)
+    OPTIONAL_FIELDS = ("missing_go_left",) + LINEAR_NODE_FIELDS + LINEAR_FIELDS
     # the one dtype table of the ensemble arrays (built, saved, loaded and checked with it)
     DTYPES = {"feature": np.int64, "threshold": np.float64, "left": np.int64,
               "right": np.int64, "value": np.float64, "gain": np.float64,
-              "n_samples": np.int64, "missing_go_left": np.bool_, "tree_start": np.int64,
-              "learning_rates": np.float64}
+              "n_samples": np.int64, "missing_go_left": np.bool_,
+              "linear_start": np.int64, "linear_count": np.int64,
+              "linear_feature": np.int64, "linear_centre": np.float64,
+              "linear_lo": np.float64, "linear_hi": np.float64, "linear_slope": np.float64,
+              "tree_start": np.int64, "learning_rates": np.float64}
 
     def __init__(self, n_out):
         self.n_out = n_out
@@ -130,16 +181,32 @@ class TreeEnsemble:
         if "missing_go_left" not in arrays:
             arrays["missing_go_left"] = default_missing_go_left(
                 arrays["left"], arrays["right"], arrays["n_samples"])
+        n, n_out = arrays["value"].shape
+        for k in cls.LINEAR_NODE_FIELDS:
+            arrays.setdefault(k, np.zeros(n, dtype=np.int64))
+        for k in cls.LINEAR_FIELDS:
+            arrays.setdefault(k, np.zeros((0, n_out) if k == "linear_slope" else 0,
+                                          dtype=cls.DTYPES[k]))
         ens._flat = {k: np.ascontiguousarray(arrays[k]) for k in cls.FIELDS}
         ens._parts = None         # a loaded ensemble is read-only
         return ens
 
     def add(self, tree, learning_rate):
-        """Append a grown tree.  Only its node fields are kept (not the per-row boosting
-        update of a :class:`GrownTree`, which is as long as the training set)."""
-        self._parts.append(({k: getattr(tree, k) for k in self.NODE_FIELDS},
-                            float(learning_rate)))
+        """Append a grown tree.  Only its node fields (and linear leaves) are kept (not
+        the per-row boosting update of a :class:`GrownTree`, which is as long as the
+        training set)."""
+        part = {k: getattr(tree, k) for k in self.NODE_FIELDS}
+        part["linear"] = getattr(tree, "linear", None)
+        self._parts.append((part, float(learning_rate)))
         self._flat = None
+
+    @property
+    def has_linear(self):
+        """True when some leaf has linear terms."""
+        if self._parts is not None and self._flat is None:
+            return any(p["linear"] is not None and p["linear"]["feature"].shape[0]
+                       for p, _ in self._parts)
+        return self.arrays["linear_feature"].shape[0] > 0
 
     def truncate(self, n_trees):
         """Keep the first ``n_trees`` trees (early stopping)."""
@@ -149,7 +216,9 @@ class TreeEnsemble:
         else:
             a = self.arrays
             end = a["tree_start"][n_trees] if n_trees < self.n_trees else a["feature"].shape[0]
-            self._flat = {k: a[k][:end] for k in self.NODE_FIELDS}
+            n_lin = int(a["linear_count"][:end].sum())
+            self._flat = {k: a[k][:end] for k in self.NODE_FIELDS + self.LINEAR_NODE_FIELDS}
+            self._flat.update({k: a[k][:n_lin] for k in self.LINEAR_FIELDS})
             self._flat.update(tree_start=a["tree_start"][:n_trees],
                               learning_rates=a["learning_rates"][:n_trees])
 
@@ -165,21 +234,34 @@ class TreeEnsemble:
         return self._flat
 
     def _flatten(self, parts):
-        fields = {k: [] for k in self.NODE_FIELDS}
+        fields = {k: [] for k in self.NODE_FIELDS + self.LINEAR_NODE_FIELDS
+                  + self.LINEAR_FIELDS}
         start = []
-        offset = 0
+        offset = n_lin = 0
         for tree, rate in parts:
             start.append(offset)
+            m = tree["feature"].shape[0]
             internal = tree["left"] >= 0
             for k in ("feature", "threshold", "gain", "n_samples", "missing_go_left"):
                 fields[k].append(tree[k])
             fields["left"].append(np.where(internal, tree["left"] + offset, -1))
             fields["right"].append(np.where(internal, tree["right"] + offset, -1))
             fields["value"].append(tree["value"] * rate)
-            offset += tree["feature"].shape[0]
+            lin = tree.get("linear")
+            if lin is None:
+                fields["linear_start"].append(np.zeros(m, dtype=np.int64))
+                fields["linear_count"].append(np.zeros(m, dtype=np.int64))
+            else:
+                fields["linear_start"].append(lin["start"] + n_lin)
+                fields["linear_count"].append(lin["count"])
+                for k in ("feature", "centre", "lo", "hi"):
+                    fields["linear_" + k].append(lin[k])
+                fields["linear_slope"].append(lin["slope"] * rate)
+                n_lin += lin["feature"].shape[0]
+            offset += m
         out = {}
         for k, xs in fields.items():
-            empty = np.zeros((0, self.n_out) if k == "value" else 0)
+            empty = np.zeros((0, self.n_out) if k in ("value", "linear_slope") else 0)
             out[k] = np.ascontiguousarray(np.concatenate(xs) if xs else empty,
                                           dtype=self.DTYPES[k])
         out["tree_start"] = np.array(start, dtype=self.DTYPES["tree_start"])
@@ -201,7 +283,13 @@ class TreeEnsemble:
         if out is None:
             out = np.zeros((X.shape[0], self.n_out))
         n = X.shape[0]
-        if stop > start and n > 0:
+        if stop > start and n > 0 and a["linear_feature"].shape[0] > 0:
+            f, lo, hi, depth = walk
+            _predict_linear(X, f, a["threshold"], lo, hi, a["missing_go_left"], a["value"],
+                            a["tree_start"], depth, start, stop,
+                            *(a[k] for k in self.LINEAR_NODE_FIELDS + self.LINEAR_FIELDS),
+                            out)
+        elif stop > start and n > 0:
             f, lo, hi, depth = walk
             args = (f, a["threshold"], lo, hi, a["missing_go_left"], a["value"],
                     a["tree_start"], depth, start, stop)

@@ -375,10 +375,19 @@ def maximize(lik, data, z0, free, parallel=True, maxiter=200, H_init=None, exact
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            res = optimize.minimize(obj.fun, x0, jac=obj.jac, hess=obj.hess, method="trust-exact",
-                                    callback=callback,
-                                    options={"gtol": 1e-12, "maxiter": maxiter,
-                                             "initial_trust_radius": radius})
+            options = {"gtol": 1e-12, "maxiter": maxiter, "initial_trust_radius": radius}
+            try:
+                res = optimize.minimize(obj.fun, x0, jac=obj.jac, hess=obj.hess,
+                                        method="trust-exact", callback=callback,
+                                        options=options)
+            except UnboundLocalError:
+                # scipy's exact trust-region subproblem can leave its step unset (its
+                # iteration on the Levenberg parameter ends without a step, seen with
+                # nearly singular Hessians): the same problem with the truncated-CG
+                # subproblem, from the start
+                res = optimize.minimize(obj.fun, x0, jac=obj.jac, hess=obj.hess,
+                                        method="trust-ncg", callback=callback,
+                                        options=options)
         x = np.asarray(res.x, dtype=np.float64)
         f, g, H, _, info = obj.get(x)
         dec = _decrement(g, H)

@@ -79,6 +79,8 @@ def fit_case(case):
         kw = dict(kw, early_stopping=False)
     if "samples" in cls().get_params():          # ordinary least squares, as then
         kw = dict(kw, samples="shared")
+    if "linear_leaves" in cls().get_params():    # constant leaves, as then
+        kw = dict(kw, linear_leaves=0.0)
     est = cls(**kw)
     est.fit(X, y, sample_weight=w)
     return est
