@@ -169,7 +169,12 @@ GRID += [("constant leaves", dict(linear_leaves=0.0)),
          ("linear d3", dict(linear_leaves=0.5, max_depth=3)),
          ("linear d1", dict(linear_leaves=0.5, max_depth=1)),
          ("linear msl20", dict(linear_leaves=0.5, min_samples_leaf=20)),
-         ("linear msl200", dict(linear_leaves=0.5, min_samples_leaf=200))]
+         ("linear msl200", dict(linear_leaves=0.5, min_samples_leaf=200)),
+         ("linear nic20", dict(linear_leaves=0.5, n_iter_no_change=20)),
+         ("linear lr0.2", dict(linear_leaves=0.5, learning_rate=0.2)),
+         ("linear1 d1", dict(linear_leaves=1.0, max_depth=1)),
+         ("linear leaves3", dict(linear_leaves=0.5, max_depth=None, max_leaf_nodes=3)),
+         ("linear msl1000", dict(linear_leaves=0.5, min_samples_leaf=1000))]
 BPT_ONLY = ("learn_global", "samples", "linear_leaves")
 QUICK_GRID = ["defaults", "d2 lr0.2 n200", "d4 ES", "d4 l2=1"]
 

@@ -97,19 +97,25 @@ def _check_estimator(est):
 
 def _trees_node_attributes(est, ml_opset):
     """Attributes of the ai.onnx.ml TreeEnsembleRegressor node computing ``est.predict``."""
-    from onnx import numpy_helper
     a = est.ensemble_.arrays
-    n_out = a["value"].shape[1]
     attrs, leaf_ids = _tree_attributes(a)
-    weights = a["value"][leaf_ids].reshape(-1)
+    return _with_values(attrs, a, a["value"][leaf_ids].reshape(-1), a["value"].shape[1],
+                        ml_opset)
+
+
+def _with_values(attrs, a, weights, n_targets, ml_opset):
+    """TreeEnsembleRegressor attributes: ``attrs`` plus the thresholds of ``a`` and the
+    target ``weights`` (float64 tensors for opset 3, float32 lists for opset 1)."""
+    from onnx import numpy_helper
     thresholds = np.where(a["feature"] < 0, 0.0, a["threshold"])
     if ml_opset == 3:
         attrs["nodes_values_as_tensor"] = numpy_helper.from_array(thresholds, "nodes_values")
-        attrs["target_weights_as_tensor"] = numpy_helper.from_array(weights, "target_weights")
+        attrs["target_weights_as_tensor"] = numpy_helper.from_array(
+            np.asarray(weights, dtype=np.float64), "target_weights")
     else:
         attrs["nodes_values"] = float32_thresholds(thresholds).tolist()
-        attrs["target_weights"] = weights.astype(np.float32).tolist()
-    return dict(n_targets=int(n_out), aggregate_function="SUM", post_transform="NONE",
+        attrs["target_weights"] = np.asarray(weights).astype(np.float32).tolist()
+    return dict(n_targets=int(n_targets), aggregate_function="SUM", post_transform="NONE",
                 **attrs)
 
 
@@ -150,23 +156,13 @@ def _linear_parts(est, x, y_trees, y_out, ml_opset, fresh):
         raise ValueError("too many linear leaves for the float32 leaf index of ONNX "
                          f"({row.max()} >= 2^24)")
     ftype = np.float64 if ml_opset == 3 else np.float32
-    onnx_type = TensorProto.DOUBLE if ml_opset == 3 else TensorProto.FLOAT
     n_trees = a["tree_start"].shape[0]
     attrs, leaf_ids = _tree_attributes(a)
     tree_of = np.repeat(np.arange(n_trees), np.diff(np.append(a["tree_start"], n_nodes)))
     attrs["target_treeids"] = tree_of[leaf_ids].tolist()
     attrs["target_nodeids"] = (leaf_ids - a["tree_start"][tree_of[leaf_ids]]).tolist()
     attrs["target_ids"] = tree_of[leaf_ids].tolist()
-    thresholds = np.where(a["feature"] < 0, 0.0, a["threshold"])
-    index = row[leaf_ids].astype(np.float64)
-    if ml_opset == 3:
-        from onnx import numpy_helper
-        attrs["nodes_values_as_tensor"] = numpy_helper.from_array(thresholds, "nodes_values")
-        attrs["target_weights_as_tensor"] = numpy_helper.from_array(index, "target_weights")
-    else:
-        attrs["nodes_values"] = float32_thresholds(thresholds).tolist()
-        attrs["target_weights"] = index.astype(np.float32).tolist()
-    attrs.update(n_targets=int(n_trees), aggregate_function="SUM", post_transform="NONE")
+    attrs = _with_values(attrs, a, row[leaf_ids], n_trees, ml_opset)
     N = {k: fresh("lin_" + k) for k in (
         "leaf_f", "leaf", "feat_t", "centre_t", "lo_t", "hi_t", "slope_t", "fi", "flat",
         "fi_flat", "xg", "shape3", "x3", "c3", "lo3", "hi3", "nan", "xf", "xmax", "xclip",
@@ -201,7 +197,6 @@ def _linear_parts(est, x, y_trees, y_out, ml_opset, fresh):
         ("Cast", [N["sum"]], [N["sum32"]], "", dict(to=TensorProto.FLOAT)),
         ("Add", [y_trees, N["sum32"]], [y_out], "", {}),
     ]
-    del onnx_type
     return nodes, inits
 
 

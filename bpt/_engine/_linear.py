@@ -96,23 +96,18 @@ def path_features(feature, left, right, max_features=MAX_LINEAR_FEATURES):
     return leaves, feats
 
 
-@njit(cache=True)
-def leaf_moments(X, xrows, cls, w, leaf_of, feats, scale, ref, n_classes):
-    """Per leaf (rows of ``feats``): weight sums per class (L, C), weighted first moments
-    of the leaf's features per class (L, C, D) and the nominal's second moments
-    (L, D, D), of x / scale - ref (per feature); the features' range (L, D) x 2, the number
-    of missing values (L, D) and of negative weights (L,).  Row i is X[xrows[i]] (the training rows of X), in leaf
-    ``leaf_of[i]``; accumulated in row order (the same on any number of threads)."""
-    L, D = feats.shape
-    s = np.zeros((L, n_classes))
-    m1 = np.zeros((L, n_classes, D))
-    m2 = np.zeros((L, D, D))
-    lo = np.full((L, D), np.inf)
-    hi = np.full((L, D), -np.inf)
-    n_nan = np.zeros((L, D), dtype=np.int64)
-    n_neg = np.zeros(L, dtype=np.int64)
+# rows per chunk of the moment sums: partial sums over fixed chunks, added in chunk order
+# (the same result on any number of threads)
+_CHUNK = 1 << 16
+
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _moments_chunk(X, xrows, cls, w, leaf_of, feats, scale, ref, i0, i1, s, m1, m2, lo, hi,
+                   n_nan, n_neg):
+    """Rows i0..i1-1 of :func:`leaf_moments`, added to the given arrays in row order."""
+    D = feats.shape[1]
     x = np.empty(D)
-    for i in range(leaf_of.shape[0]):
+    for i in range(i0, i1):
         lf = leaf_of[i]
         k = cls[i]
         wi = w[i]
@@ -145,7 +140,39 @@ def leaf_moments(X, xrows, cls, w, leaf_of, feats, scale, ref, n_classes):
             for d in range(nd):
                 for e in range(d + 1):
                     m2[lf, d, e] += wi * x[d] * x[e]
-    return s, m1, m2, lo, hi, n_nan, n_neg
+
+
+@njit(parallel=True, cache=True)
+def leaf_moments(X, xrows, cls, w, leaf_of, feats, scale, ref, n_classes):
+    """Per leaf (rows of ``feats``): weight sums per class (L, C), weighted first moments
+    of the leaf's features per class (L, C, D) and the nominal's second moments
+    (L, D, D, lower triangle), of x / scale - ref (per feature); the features' range
+    (L, D) x 2, the number of missing values (L, D) and of negative weights (L,).  Row i
+    is X[xrows[i]] (the training rows of X), in leaf ``leaf_of[i]``; summed over fixed
+    chunks of rows in chunk order (the same on any number of threads)."""
+    L, D = feats.shape
+    N = leaf_of.shape[0]
+    n_chunks = max(1, (N + _CHUNK - 1) // _CHUNK)
+    s = np.zeros((n_chunks, L, n_classes))
+    m1 = np.zeros((n_chunks, L, n_classes, D))
+    m2 = np.zeros((n_chunks, L, D, D))
+    lo = np.full((n_chunks, L, D), np.inf)
+    hi = np.full((n_chunks, L, D), -np.inf)
+    n_nan = np.zeros((n_chunks, L, D), dtype=np.int64)
+    n_neg = np.zeros((n_chunks, L), dtype=np.int64)
+    for c in prange(n_chunks):
+        i1 = min((c + 1) * _CHUNK, N)
+        _moments_chunk(X, xrows, cls, w, leaf_of, feats, scale, ref, c * _CHUNK, i1, s[c],
+                       m1[c], m2[c], lo[c], hi[c], n_nan[c], n_neg[c])
+    for c in range(1, n_chunks):
+        s[0] += s[c]
+        m1[0] += m1[c]
+        m2[0] += m2[c]
+        lo[0] = np.minimum(lo[0], lo[c])
+        hi[0] = np.maximum(hi[0], hi[c])
+        n_nan[0] += n_nan[c]
+        n_neg[0] += n_neg[c]
+    return s[0], m1[0], m2[0], lo[0], hi[0], n_nan[0], n_neg[0]
 
 
 def fit_linear_bpt(X, xrows, cls, w, leaf_of, tree, H, V, alpha, scale, ref):

@@ -118,23 +118,39 @@ def linear_offset(X, i, q, lfeat, lcentre, llo, lhi):
     return x - lcentre[q]
 
 
+@njit(cache=True, inline="always")
+def _add_leaf(X, i, j, value, lstart, lcount, lfeat, lcentre, llo, lhi, lslope, out):
+    """out[i] += leaf j's value and its linear terms at row i."""
+    for a in range(value.shape[1]):
+        out[i, a] += value[j, a]
+    for q in range(lstart[j], lstart[j] + lcount[j]):
+        d = linear_offset(X, i, q, lfeat, lcentre, llo, lhi)
+        for a in range(value.shape[1]):
+            out[i, a] += lslope[q, a] * d
+
+
 @njit(parallel=True, cache=True)
 def _predict_linear(X, feature, threshold, left, right, mleft, value, tree_start, depth, t0,
                     t1, lstart, lcount, lfeat, lcentre, llo, lhi, lslope, out):
-    """:func:`_predict` for ensembles with linear leaves: one walk per row, then the
-    leaf's value and its linear terms."""
-    n_out = value.shape[1]
-    for i in prange(X.shape[0]):
+    """:func:`_predict` for ensembles with linear leaves (the same four-row walk, the
+    same padding of the last rows), then each leaf's value and its linear terms."""
+    for b in prange(X.shape[0] // 4):
+        i0 = 4 * b
         for t in range(t0, t1):
-            j = tree_start[t]
+            j0 = j1 = j2 = j3 = tree_start[t]
             for _ in range(depth[t]):
-                j = _step(X, i, j, feature, threshold, left, right, mleft)
-            for a in range(n_out):
-                out[i, a] += value[j, a]
-            for q in range(lstart[j], lstart[j] + lcount[j]):
-                d = linear_offset(X, i, q, lfeat, lcentre, llo, lhi)
-                for a in range(n_out):
-                    out[i, a] += lslope[q, a] * d
+                j0 = _step(X, i0, j0, feature, threshold, left, right, mleft)
+                j1 = _step(X, i0 + 1, j1, feature, threshold, left, right, mleft)
+                j2 = _step(X, i0 + 2, j2, feature, threshold, left, right, mleft)
+                j3 = _step(X, i0 + 3, j3, feature, threshold, left, right, mleft)
+            _add_leaf(X, i0, j0, value, lstart, lcount, lfeat, lcentre, llo, lhi, lslope,
+                      out)
+            _add_leaf(X, i0 + 1, j1, value, lstart, lcount, lfeat, lcentre, llo, lhi, lslope,
+                      out)
+            _add_leaf(X, i0 + 2, j2, value, lstart, lcount, lfeat, lcentre, llo, lhi, lslope,
+                      out)
+            _add_leaf(X, i0 + 3, j3, value, lstart, lcount, lfeat, lcentre, llo, lhi, lslope,
+                      out)
 
 
 @njit(parallel=True, cache=True)
@@ -283,17 +299,17 @@ class TreeEnsemble:
         if out is None:
             out = np.zeros((X.shape[0], self.n_out))
         n = X.shape[0]
-        if stop > start and n > 0 and a["linear_feature"].shape[0] > 0:
-            f, lo, hi, depth = walk
-            _predict_linear(X, f, a["threshold"], lo, hi, a["missing_go_left"], a["value"],
-                            a["tree_start"], depth, start, stop,
-                            *(a[k] for k in self.LINEAR_NODE_FIELDS + self.LINEAR_FIELDS),
-                            out)
-        elif stop > start and n > 0:
+        if stop > start and n > 0:
             f, lo, hi, depth = walk
             args = (f, a["threshold"], lo, hi, a["missing_go_left"], a["value"],
                     a["tree_start"], depth, start, stop)
-            _predict(X, *args, out)
+            if a["linear_feature"].shape[0] > 0:
+                kernel = _predict_linear
+                args = args + tuple(a[k] for k in self.LINEAR_NODE_FIELDS
+                                    + self.LINEAR_FIELDS)
+            else:
+                kernel = _predict
+            kernel(X, *args, out)
             n4 = n - n % 4
             if n4 < n:
                 # the last 1-3 rows, padded with copies of the last one; their sums start
@@ -303,7 +319,7 @@ class TreeEnsemble:
                 pad[n - n4:] = X[n - 1]
                 tail = np.zeros((4, self.n_out))
                 tail[:n - n4] = out[n4:]
-                _predict(pad, *args, tail)
+                kernel(pad, *args, tail)
                 out[n4:] = tail[:n - n4]
         return out
 
