@@ -79,6 +79,19 @@ def _step(X, i, j, feature, threshold, left, right, mleft):
     return lj + go_right * (right[j] - lj)
 
 
+@njit(cache=True, inline="always")
+def _walk4(X, i0, root, steps, feature, threshold, left, right, mleft):
+    """The leaves reached by rows i0..i0+3 from ``root`` in ``steps`` steps, walked side
+    by side (see :func:`_predict`)."""
+    j0 = j1 = j2 = j3 = root
+    for _ in range(steps):
+        j0 = _step(X, i0, j0, feature, threshold, left, right, mleft)
+        j1 = _step(X, i0 + 1, j1, feature, threshold, left, right, mleft)
+        j2 = _step(X, i0 + 2, j2, feature, threshold, left, right, mleft)
+        j3 = _step(X, i0 + 3, j3, feature, threshold, left, right, mleft)
+    return j0, j1, j2, j3
+
+
 @njit(parallel=True, cache=True)
 def _predict(X, feature, threshold, left, right, mleft, value, tree_start, depth, t0, t1,
              out):
@@ -92,12 +105,8 @@ def _predict(X, feature, threshold, left, right, mleft, value, tree_start, depth
     for b in prange(X.shape[0] // 4):
         i0 = 4 * b
         for t in range(t0, t1):
-            j0 = j1 = j2 = j3 = tree_start[t]
-            for _ in range(depth[t]):
-                j0 = _step(X, i0, j0, feature, threshold, left, right, mleft)
-                j1 = _step(X, i0 + 1, j1, feature, threshold, left, right, mleft)
-                j2 = _step(X, i0 + 2, j2, feature, threshold, left, right, mleft)
-                j3 = _step(X, i0 + 3, j3, feature, threshold, left, right, mleft)
+            j0, j1, j2, j3 = _walk4(X, i0, tree_start[t], depth[t], feature, threshold,
+                                    left, right, mleft)
             for a in range(n_out):
                 out[i0, a] += value[j0, a]
                 out[i0 + 1, a] += value[j1, a]
@@ -137,12 +146,8 @@ def _predict_linear(X, feature, threshold, left, right, mleft, value, tree_start
     for b in prange(X.shape[0] // 4):
         i0 = 4 * b
         for t in range(t0, t1):
-            j0 = j1 = j2 = j3 = tree_start[t]
-            for _ in range(depth[t]):
-                j0 = _step(X, i0, j0, feature, threshold, left, right, mleft)
-                j1 = _step(X, i0 + 1, j1, feature, threshold, left, right, mleft)
-                j2 = _step(X, i0 + 2, j2, feature, threshold, left, right, mleft)
-                j3 = _step(X, i0 + 3, j3, feature, threshold, left, right, mleft)
+            j0, j1, j2, j3 = _walk4(X, i0, tree_start[t], depth[t], feature, threshold,
+                                    left, right, mleft)
             _add_leaf(X, i0, j0, value, lstart, lcount, lfeat, lcentre, llo, lhi, lslope,
                       out)
             _add_leaf(X, i0 + 1, j1, value, lstart, lcount, lfeat, lcentre, llo, lhi, lslope,
