@@ -143,6 +143,16 @@ def _moments_chunk(X, xrows, cls, w, leaf_of, feats, scale, ref, i0, i1, s, m1, 
 
 
 @njit(parallel=True, cache=True)
+def _leaf_moments_chunks(X, xrows, cls, w, leaf_of, feats, scale, ref, s, m1, m2, lo, hi,
+                         n_nan, n_neg):
+    """Chunk c of :func:`leaf_moments` into the arrays' slot c (in parallel)."""
+    N = leaf_of.shape[0]
+    for c in prange(s.shape[0]):
+        i1 = min((c + 1) * _CHUNK, N)
+        _moments_chunk(X, xrows, cls, w, leaf_of, feats, scale, ref, c * _CHUNK, i1, s[c],
+                       m1[c], m2[c], lo[c], hi[c], n_nan[c], n_neg[c])
+
+
 def leaf_moments(X, xrows, cls, w, leaf_of, feats, scale, ref, n_classes):
     """Per leaf (rows of ``feats``): weight sums per class (L, C), weighted first moments
     of the leaf's features per class (L, C, D) and the nominal's second moments
@@ -151,8 +161,7 @@ def leaf_moments(X, xrows, cls, w, leaf_of, feats, scale, ref, n_classes):
     is X[xrows[i]] (the training rows of X), in leaf ``leaf_of[i]``; summed over fixed
     chunks of rows in chunk order (the same on any number of threads)."""
     L, D = feats.shape
-    N = leaf_of.shape[0]
-    n_chunks = max(1, (N + _CHUNK - 1) // _CHUNK)
+    n_chunks = max(1, -(-leaf_of.shape[0] // _CHUNK))
     s = np.zeros((n_chunks, L, n_classes))
     m1 = np.zeros((n_chunks, L, n_classes, D))
     m2 = np.zeros((n_chunks, L, D, D))
@@ -160,19 +169,18 @@ def leaf_moments(X, xrows, cls, w, leaf_of, feats, scale, ref, n_classes):
     hi = np.full((n_chunks, L, D), -np.inf)
     n_nan = np.zeros((n_chunks, L, D), dtype=np.int64)
     n_neg = np.zeros((n_chunks, L), dtype=np.int64)
-    for c in prange(n_chunks):
-        i1 = min((c + 1) * _CHUNK, N)
-        _moments_chunk(X, xrows, cls, w, leaf_of, feats, scale, ref, c * _CHUNK, i1, s[c],
-                       m1[c], m2[c], lo[c], hi[c], n_nan[c], n_neg[c])
-    for c in range(1, n_chunks):
-        s[0] += s[c]
-        m1[0] += m1[c]
-        m2[0] += m2[c]
-        lo[0] = np.minimum(lo[0], lo[c])
-        hi[0] = np.maximum(hi[0], hi[c])
-        n_nan[0] += n_nan[c]
-        n_neg[0] += n_neg[c]
-    return s[0], m1[0], m2[0], lo[0], hi[0], n_nan[0], n_neg[0]
+    _leaf_moments_chunks(X, np.asarray(xrows, dtype=np.int64), cls, w, leaf_of, feats,
+                         scale, ref, s, m1, m2, lo, hi, n_nan, n_neg)
+    out = [s[0], m1[0], m2[0], lo[0], hi[0], n_nan[0], n_neg[0]]
+    for c in range(1, n_chunks):               # in chunk order
+        out[0] = out[0] + s[c]
+        out[1] = out[1] + m1[c]
+        out[2] = out[2] + m2[c]
+        out[3] = np.minimum(out[3], lo[c])
+        out[4] = np.maximum(out[4], hi[c])
+        out[5] = out[5] + n_nan[c]
+        out[6] = out[6] + n_neg[c]
+    return tuple(out)
 
 
 def fit_linear_bpt(X, xrows, cls, w, leaf_of, tree, H, V, alpha, scale, ref):

@@ -148,14 +148,10 @@ def _predict_linear(X, feature, threshold, left, right, mleft, value, tree_start
         for t in range(t0, t1):
             j0, j1, j2, j3 = _walk4(X, i0, tree_start[t], depth[t], feature, threshold,
                                     left, right, mleft)
-            _add_leaf(X, i0, j0, value, lstart, lcount, lfeat, lcentre, llo, lhi, lslope,
-                      out)
-            _add_leaf(X, i0 + 1, j1, value, lstart, lcount, lfeat, lcentre, llo, lhi, lslope,
-                      out)
-            _add_leaf(X, i0 + 2, j2, value, lstart, lcount, lfeat, lcentre, llo, lhi, lslope,
-                      out)
-            _add_leaf(X, i0 + 3, j3, value, lstart, lcount, lfeat, lcentre, llo, lhi, lslope,
-                      out)
+            js = (j0, j1, j2, j3)
+            for r in range(4):            # one inlined body: 2.6 s to compile, 6.4 s for four
+                _add_leaf(X, i0 + r, js[r], value, lstart, lcount, lfeat, lcentre, llo,
+                          lhi, lslope, out)
 
 
 @njit(parallel=True, cache=True)
