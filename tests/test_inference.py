@@ -279,6 +279,33 @@ def test_fit_and_profile(exact, asimov):
     np.testing.assert_allclose(G[1:], 0.0, atol=1e-3)
 
 
+def test_fit_falls_back_when_scipys_trust_exact_leaves_its_step_unset(sim, exact, asimov,
+                                                                    monkeypatch):
+    # scipy's exact trust-region subproblem can end without a step (UnboundLocalError in
+    # its solve, seen with nearly singular Hessians): the fit continues with trust-ncg
+    # and finds the same maximum
+    from scipy import optimize
+
+    import bpt.inference._fit as fit_module
+    ref = exact.fit(*asimov)
+    calls = []
+    real = optimize.minimize
+
+    def flaky(*args, method=None, **kw):
+        calls.append(method)
+        if method == "trust-exact":
+            raise UnboundLocalError("cannot access local variable 'p'")
+        return real(*args, method=method, **kw)
+
+    monkeypatch.setattr(fit_module.optimize, "minimize", flaky)
+    fresh = make_model(sim, ExactRatio(), ExactShape(BETA), ExactFractions(SIG, BKG))
+    fit = fresh.fit(*asimov, starts=[[0.8, 0.6, -0.6]])
+    assert "trust-exact" in calls and "trust-ncg" in calls
+    assert fit.success
+    np.testing.assert_allclose(fit.theta[0], ref.theta[0], atol=1e-4)
+    assert fit.q == pytest.approx(ref.q, abs=1e-6)
+
+
 def test_scan_matches_profiles_and_interval(exact, asimov):
     fit = exact.fit(*asimov)
     thetas = np.linspace(0.0, 0.6, 13)
