@@ -4,7 +4,8 @@ import io
 
 import numpy as np
 import pytest
-from conftest import BPT_POINTS, bpt_gaussian_samples, resave_container, true_bpt_delta
+from conftest import (BPT_POINTS, assert_two_real_threads, bpt_gaussian_samples,
+                      resave_container, true_bpt_delta)
 
 import bpt
 from bpt._engine._linear import (leaf_moments, path_features, reference_values,
@@ -158,6 +159,7 @@ def test_linear_leaves_do_not_depend_on_threads_or_row_order(model):
     Xt = np.random.default_rng(2).normal(size=(500, 3))
     one = BPT(**dict(KW, n_jobs=1)).fit(X, nu, w)
     two = BPT(**dict(KW, n_jobs=2)).fit(X, nu, w)
+    assert_two_real_threads()
     np.testing.assert_array_equal(one.predict(Xt), two.predict(Xt))
     perm = np.random.default_rng(3).permutation(len(w))
     shuffled = BPT(**KW).fit(X[perm], nu[perm], w[perm])

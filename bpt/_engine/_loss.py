@@ -321,7 +321,11 @@ class BPTLoss:
         return float(n * w[cls == 0].sum() + w[cls > 0].sum())
 
     def update(self, data, tree, eta):
-        fac, ifac = leaf_factors(tree.leaf_update, eta)
+        # the leaf factors only carry exponentials (not with linear leaves)
+        if self.e_own_.shape[0]:
+            fac, ifac = leaf_factors(tree.leaf_update, eta)
+        else:
+            fac = ifac = _NO_FACTORS
         add_leaf_log_ratio(self.g_nom_, self.g_own_, self.e_nom_, self.e_own_,
                            self.nom_index_, data.cls, tree.update_rows, tree.leaf_of,
                            tree.leaf_update, fac, ifac, eta)
@@ -352,6 +356,9 @@ class BPTLoss:
 # the (e_nom, e_own) arguments of add_leaf_log_ratio / bpt_model_loss when the
 # exponentials are not carried (validation and scoring)
 NO_EXPONENTIALS = (np.empty((0, 0)), np.empty(0))
+
+
+_NO_FACTORS = np.empty((0, 0))
 
 
 def leaf_factors(upd, eta):
