@@ -42,11 +42,10 @@ from ._bpt import BoostedParametricTree, _row_hashes, _shared_counts, _unique_ro
 from ._engine._binning import BinMapper
 from ._engine._grower import GrownTree, partition_binned
 from ._engine._histogram import build_histogram, node_stats
-from ._engine._linear import (add_linear_log_ratio, combine_moments, leaf_moments,
-                              path_features, reference_rows, reference_values,
-                              solve_linear_bpt)
+from ._engine._linear import (combine_moments, leaf_moments, path_features, reference_rows,
+                              reference_values, solve_linear_bpt)
 from ._engine._loss import (NO_EXPONENTIALS, BITLoss, BPTLoss, _nominal_index,
-                            add_leaf_log_ratio, bpt_model_loss, leaf_factors, update_bit)
+                            add_tree_log_ratio, bpt_model_loss, update_bit)
 from ._engine._predictor import TreeEnsemble
 from ._engine._runtime import lock_released, numba_threads
 from ._engine._splitting import find_split_hist
@@ -300,13 +299,10 @@ def _w_step(key, step, msg):
                 a, z = sh.ranges[t]
                 leaf_of[a:z] = k
             if onehot:
-                fac, ifac = leaf_factors(upd, eta)
-                add_leaf_log_ratio(sh.g_nom, sh.g_own, sh.e_nom, sh.e_own, sh.nom_index,
-                                   sh.cls, sh.rows, leaf_of, upd, fac, ifac, eta)
-                if lin is not None and lin[2].shape[0] > 0:
-                    add_linear_log_ratio(sh.g_nom, sh.g_own, sh.nom_index, sh.cls, sh.Xraw,
-                                         np.arange(sh.n, dtype=np.int64), sh.rows, leaf_of,
-                                         *lin, eta)
+                linear = sh.e_own.shape[0] == 0          # no carried exponentials
+                add_tree_log_ratio(sh.g_nom, sh.g_own, sh.e_nom, sh.e_own, sh.nom_index,
+                                   sh.cls, sh.rows, leaf_of, upd, eta, linear, sh.Xraw,
+                                   np.arange(sh.n, dtype=np.int64) if linear else None, lin)
                 out["loss"] = bpt_model_loss(sh.w0, sh.cls, sh.g_nom, sh.g_own, sh.e_nom,
                                              sh.e_own, sh.nom_index, sh.Y[:, 0])
             else:

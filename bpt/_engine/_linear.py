@@ -32,7 +32,8 @@ from numba import njit, prange
 from ._predictor import linear_offset
 
 __all__ = ["MAX_LINEAR_FEATURES", "fit_linear_bpt", "solve_linear_bpt", "leaf_moments",
-           "combine_moments", "add_linear_log_ratio", "reference_values", "reference_rows"]
+           "combine_moments", "add_linear_log_ratio", "constant_leaves", "reference_values",
+           "reference_rows"]
 
 # features of one linear leaf, the first ones split on from the root
 MAX_LINEAR_FEATURES = 4
@@ -278,22 +279,42 @@ def solve_linear_bpt(tree, feats, moments, H, V, alpha, scale, ref):
 
 
 @njit(parallel=True, cache=True)
-def add_linear_log_ratio(g_nom, g_own, nom_index, cls, X, xrows, rows, leaf_of, lstart,
+def add_linear_log_ratio(g_nom, g_own, nom_index, cls, X, xrows, rows, leaf_of, upd, lstart,
                          lcount, lfeat, lcentre, llo, lhi, vslope, eta):
-    """Add eta * (the linear part of the leaf's log ratios) to the BPT boosting state
-    (as ``add_leaf_log_ratio`` for the constant part): row i = rows[ii] of X[xrows[i]]
-    in leaf ``leaf_of[ii]`` (an index into ``lstart`` / ``lcount``)."""
-    n = vslope.shape[1]
+    """Add eta * (the leaf's log ratios) of a tree with linear leaves to the BPT boosting
+    state in one pass over the rows: the constant part ``upd[leaf]`` (as
+    ``add_leaf_log_ratio``, without carried exponentials), then the linear part.  Row
+    i = rows[ii] of X[xrows[i]] in leaf ``leaf_of[ii]`` (an index into ``upd``,
+    ``lstart`` and ``lcount``; a leaf with ``lcount`` 0 is constant).  One kernel
+    instead of two: one pass over the rows and one parallel kernel less to compile."""
+    n = upd.shape[1]
     for ii in prange(rows.shape[0]):
         i = rows[ii]
         lf = leaf_of[ii]
-        r = xrows[i]
         k = cls[i]
-        for q in range(lstart[lf], lstart[lf] + lcount[lf]):
-            dx = eta * linear_offset(X, r, q, lfeat, lcentre, llo, lhi)
-            if k == 0:
-                j = nom_index[i]
-                for m in range(n):
-                    g_nom[j, m] += vslope[q, m] * dx
-            else:
-                g_own[i] += vslope[q, k - 1] * dx
+        u = upd[lf]
+        if k == 0:
+            j = nom_index[i]
+            for m in range(n):
+                g_nom[j, m] += eta * u[m]
+        else:
+            g_own[i] += eta * u[k - 1]
+        c = lcount[lf]
+        if c > 0:
+            r = xrows[i]
+            for q in range(lstart[lf], lstart[lf] + c):
+                dx = eta * linear_offset(X, r, q, lfeat, lcentre, llo, lhi)
+                if k == 0:
+                    j = nom_index[i]
+                    for m in range(n):
+                        g_nom[j, m] += vslope[q, m] * dx
+                else:
+                    g_own[i] += vslope[q, k - 1] * dx
+
+
+def constant_leaves(n_leaves, n_points):
+    """The linear-part arguments of :func:`add_linear_log_ratio` for a tree whose
+    ``n_leaves`` leaves are all constant."""
+    return (np.zeros(n_leaves, dtype=np.int64), np.zeros(n_leaves, dtype=np.int64),
+            np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0),
+            np.zeros((0, n_points)))

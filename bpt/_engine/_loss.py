@@ -321,19 +321,11 @@ class BPTLoss:
         return float(n * w[cls == 0].sum() + w[cls > 0].sum())
 
     def update(self, data, tree, eta):
-        # the leaf factors only carry exponentials (not with linear leaves)
-        if self.e_own_.shape[0]:
-            fac, ifac = leaf_factors(tree.leaf_update, eta)
-        else:
-            fac = ifac = _NO_FACTORS
-        add_leaf_log_ratio(self.g_nom_, self.g_own_, self.e_nom_, self.e_own_,
+        linear = self.linear > 0
+        add_tree_log_ratio(self.g_nom_, self.g_own_, self.e_nom_, self.e_own_,
                            self.nom_index_, data.cls, tree.update_rows, tree.leaf_of,
-                           tree.leaf_update, fac, ifac, eta)
-        if self._lin is not None and self._lin[2].shape[0] > 0:
-            from ._linear import add_linear_log_ratio
-            add_linear_log_ratio(self.g_nom_, self.g_own_, self.nom_index_, data.cls,
-                                 data.X, self.x_rows_, tree.update_rows, tree.leaf_of,
-                                 *self._lin, eta)
+                           tree.leaf_update, eta, linear, data.X,
+                           self.x_rows_ if linear else None, self._lin)
 
     def end_tree(self, data, tree, eta):
         """Reweight the base-point events and return the cross entropy per unit weight."""
@@ -359,6 +351,28 @@ NO_EXPONENTIALS = (np.empty((0, 0)), np.empty(0))
 
 
 _NO_FACTORS = np.empty((0, 0))
+
+
+def add_tree_log_ratio(g_nom, g_own, e_nom, e_own, nom_index, cls, rows, leaf_of, upd, eta,
+                       linear=False, X=None, xrows=None, lin=None):
+    """Add eta * (a tree's log ratios) to the BPT boosting state of ``rows``: constant
+    leaves through :func:`add_leaf_log_ratio` (with the carried exponentials), a model
+    with linear leaves (``linear``; ``lin`` = the tree's linear parts from
+    ``solve_linear_bpt``, None: every leaf constant) through the one-pass
+    ``add_linear_log_ratio``, so that a fit compiles one of the two kernels."""
+    if not linear:
+        if e_own.shape[0]:
+            fac, ifac = leaf_factors(upd, eta)
+        else:
+            fac = ifac = _NO_FACTORS
+        add_leaf_log_ratio(g_nom, g_own, e_nom, e_own, nom_index, cls, rows, leaf_of, upd,
+                           fac, ifac, eta)
+        return
+    from ._linear import add_linear_log_ratio, constant_leaves
+    if lin is None:
+        lin = constant_leaves(upd.shape[0], upd.shape[1])
+    add_linear_log_ratio(g_nom, g_own, nom_index, cls, X, xrows, rows, leaf_of, upd, *lin,
+                         eta)
 
 
 def leaf_factors(upd, eta):
