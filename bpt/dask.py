@@ -254,6 +254,7 @@ def _w_targets(key, step, U, scale, linear=False):
     sh.n_points = int(U)
     sh.g_nom = np.zeros((n_nom, sh.n_points))
     sh.g_own = np.zeros(sh.n)
+    sh.linear = bool(linear)
     if linear:                                      # not carried, as in memory
         sh.e_nom, sh.e_own = NO_EXPONENTIALS
     else:
@@ -299,10 +300,10 @@ def _w_step(key, step, msg):
                 a, z = sh.ranges[t]
                 leaf_of[a:z] = k
             if onehot:
-                linear = sh.e_own.shape[0] == 0          # no carried exponentials
                 add_tree_log_ratio(sh.g_nom, sh.g_own, sh.e_nom, sh.e_own, sh.nom_index,
-                                   sh.cls, sh.rows, leaf_of, upd, eta, linear, sh.Xraw,
-                                   np.arange(sh.n, dtype=np.int64) if linear else None, lin)
+                                   sh.cls, sh.rows, leaf_of, upd, eta, sh.linear, sh.Xraw,
+                                   np.arange(sh.n, dtype=np.int64) if sh.linear else None,
+                                   lin)
                 out["loss"] = bpt_model_loss(sh.w0, sh.cls, sh.g_nom, sh.g_own, sh.e_nom,
                                              sh.e_own, sh.nom_index, sh.Y[:, 0])
             else:
