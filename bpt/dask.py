@@ -255,6 +255,8 @@ def _w_targets(key, step, U, scale, linear=False):
     sh.g_nom = np.zeros((n_nom, sh.n_points))
     sh.g_own = np.zeros(sh.n)
     sh.linear = bool(linear)
+    # the training rows of Xraw (all of them) for the linear-leaf kernels
+    sh.xrows = np.arange(sh.n, dtype=np.int64) if linear else None
     if linear:                                      # not carried, as in memory
         sh.e_nom, sh.e_own = NO_EXPONENTIALS
     else:
@@ -289,9 +291,8 @@ def _w_step(key, step, msg):
             for k, t in enumerate(leaves):
                 a, z = sh.ranges[t]
                 leaf_row[sh.rows[a:z]] = k
-            out["moments"] = leaf_moments(sh.Xraw, np.arange(sh.n, dtype=np.int64), sh.cls,
-                                          sh.Y[:, 0], leaf_row, feats, scale, ref,
-                                          sh.n_points + 1)
+            out["moments"] = leaf_moments(sh.Xraw, sh.xrows, sh.cls, sh.Y[:, 0], leaf_row,
+                                          feats, scale, ref, sh.n_points + 1)
         fin = msg.get("finish")
         if fin is not None:
             leaves, upd, eta, lin = fin
@@ -302,8 +303,7 @@ def _w_step(key, step, msg):
             if onehot:
                 add_tree_log_ratio(sh.g_nom, sh.g_own, sh.e_nom, sh.e_own, sh.nom_index,
                                    sh.cls, sh.rows, leaf_of, upd, eta, sh.linear, sh.Xraw,
-                                   np.arange(sh.n, dtype=np.int64) if sh.linear else None,
-                                   lin)
+                                   sh.xrows, lin)
                 out["loss"] = bpt_model_loss(sh.w0, sh.cls, sh.g_nom, sh.g_own, sh.e_nom,
                                              sh.e_own, sh.nom_index, sh.Y[:, 0])
             else:

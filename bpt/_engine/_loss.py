@@ -143,15 +143,15 @@ def add_leaf_log_ratio(g_nom, g_own, e_nom, e_own, nom_index, cls, rows, leaf_of
     """Add eta * (the leaf's fitted log ratios) to the BPT boosting state.
 
     Nominal event i: g_nom[nom_index[i], :] (all base points); event of base point
-    k >= 1: g_own[i] (its own base point only).  With ``e_own`` non-empty, the
-    exponentials e_nom = exp(g_nom) and e_own = exp(-g_own) are carried along by the
-    leaf factors ``fac = exp(eta upd)`` and ``ifac = exp(-eta upd)`` (one product per
-    value instead of one exponential per value in :func:`bpt_model_loss`).
+    k >= 1: g_own[i] (its own base point only).  The exponentials e_nom = exp(g_nom)
+    and e_own = exp(-g_own) of constant leaves are carried along by the leaf factors
+    ``fac = exp(eta upd)`` and ``ifac = exp(-eta upd)`` (one product per value instead
+    of one exponential per value in :func:`bpt_model_loss`); linear leaves use
+    ``add_linear_log_ratio`` (bpt/_engine/_linear.py) instead.
     """
     # the body stays in the loop: a function call per row is not inlined by LLVM here
     # and costs more run time than it saves compile time
     n = upd.shape[1]
-    carry = e_own.shape[0] > 0
     for ii in prange(rows.shape[0]):
         i = rows[ii]
         k = cls[i]
@@ -161,13 +161,11 @@ def add_leaf_log_ratio(g_nom, g_own, e_nom, e_own, nom_index, cls, rows, leaf_of
             j = nom_index[i]
             for m in range(n):
                 g_nom[j, m] += eta * u[m]
-            if carry:
-                for m in range(n):
-                    e_nom[j, m] *= fac[lf, m]
+            for m in range(n):
+                e_nom[j, m] *= fac[lf, m]
         else:
             g_own[i] += eta * u[k - 1]
-            if carry:
-                e_own[i] *= ifac[lf, k - 1]
+            e_own[i] *= ifac[lf, k - 1]
 
 
 class BITLoss:
@@ -304,6 +302,7 @@ class BPTLoss:
         else:
             self.e_nom_ = np.ones((n_nom, self.V.shape[0]))     # exp(g_nom)
             self.e_own_ = np.ones(data.Y.shape[0])              # exp(-g_own)
+            self.x_rows_ = None
         self._lin = None
         self.weight_ = self._total_weight(self.w0_, data.cls)
 
@@ -321,11 +320,10 @@ class BPTLoss:
         return float(n * w[cls == 0].sum() + w[cls > 0].sum())
 
     def update(self, data, tree, eta):
-        linear = self.linear > 0
         add_tree_log_ratio(self.g_nom_, self.g_own_, self.e_nom_, self.e_own_,
                            self.nom_index_, data.cls, tree.update_rows, tree.leaf_of,
-                           tree.leaf_update, eta, linear, data.X,
-                           self.x_rows_ if linear else None, self._lin)
+                           tree.leaf_update, eta, self.linear > 0, data.X, self.x_rows_,
+                           self._lin)
 
     def end_tree(self, data, tree, eta):
         """Reweight the base-point events and return the cross entropy per unit weight."""
@@ -345,12 +343,9 @@ class BPTLoss:
         return loss / self._total_weight(w, cls)
 
 
-# the (e_nom, e_own) arguments of add_leaf_log_ratio / bpt_model_loss when the
-# exponentials are not carried (validation and scoring)
+# the (e_nom, e_own) arguments of bpt_model_loss when the exponentials are not carried
+# (linear leaves, validation and scoring)
 NO_EXPONENTIALS = (np.empty((0, 0)), np.empty(0))
-
-
-_NO_FACTORS = np.empty((0, 0))
 
 
 def add_tree_log_ratio(g_nom, g_own, e_nom, e_own, nom_index, cls, rows, leaf_of, upd, eta,
@@ -361,10 +356,7 @@ def add_tree_log_ratio(g_nom, g_own, e_nom, e_own, nom_index, cls, rows, leaf_of
     ``solve_linear_bpt``, None: every leaf constant) through the one-pass
     ``add_linear_log_ratio``, so that a fit compiles one of the two kernels."""
     if not linear:
-        if e_own.shape[0]:
-            fac, ifac = leaf_factors(upd, eta)
-        else:
-            fac = ifac = _NO_FACTORS
+        fac, ifac = leaf_factors(upd, eta)
         add_leaf_log_ratio(g_nom, g_own, e_nom, e_own, nom_index, cls, rows, leaf_of, upd,
                            fac, ifac, eta)
         return
