@@ -3,6 +3,7 @@
     python bench/bench_compile.py                 # BIT and BPT, wall and CPU seconds
     (this checkout's bpt: the script puts the repository root first on PYTHONPATH)
     python bench/bench_compile.py --profile bit   # compile time per numba function
+    python bench/bench_compile.py --prebuilt      # from a cache filled by bpt.precompile
 
 Each case runs ``python -c`` in a new process with ``NUMBA_CACHE_DIR`` set to a new empty
 directory (the fit compiles every kernel it reaches), then again with that directory (the
@@ -10,6 +11,9 @@ kernels load from the on-disk cache).  The fit: 100k x 10, 20 trees, depth 4 (th
 1 parameter linear, the BPT 1 nuisance quadratic with 3 base points), default settings
 otherwise.  Wall time depends on the load of the machine; the process's CPU time
 (user + sys) much less, as compilation runs on one thread.
+
+``--prebuilt``: the cache is filled by ``python -m bpt.precompile`` first (timed), as an
+installation that will be read-only would be, and the first fit runs from it.
 
 ``--profile`` wraps numba's ``Dispatcher.compile`` and prints, per compiled function, the
 number of compiled signatures and the time spent in it without its callees ("self"),
@@ -22,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 FIT = r"""
 import json, os, sys, time
@@ -87,11 +92,26 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("kinds", nargs="*", default=["bit", "bpt"])
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--prebuilt", action="store_true",
+                    help="fill the cache with python -m bpt.precompile first")
     args = ap.parse_args()
     print(f"{os.cpu_count()} CPUs")
     for kind in args.kinds:
         with tempfile.TemporaryDirectory() as cache:
             load = os.getloadavg()[0]
+            if args.prebuilt:
+                path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+                t = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "bpt.precompile"], check=True,
+                               capture_output=True, cwd=os.getcwd(),
+                               env=dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=path))
+                print(f"python -m bpt.precompile: {time.perf_counter() - t:.1f} s")
+                a = run(kind, cache)
+                print(f"{kind.upper()} (bpt from {a['bpt']}) first fit (100000 x 10, 20 "
+                      f"trees) from the prebuilt cache, load average {load:.1f}: "
+                      f"{a['fit']:.2f} s (process CPU {a['cpu']:.1f} s); import bpt "
+                      f"{a['import']:.1f} s")
+                continue
             a = run(kind, cache, args.profile)
             b = run(kind, cache)
         print(f"{kind.upper()} (bpt from {a['bpt']}) first fit (100000 x 10, 20 trees), load average {load:.1f}: "

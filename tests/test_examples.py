@@ -143,6 +143,7 @@ def test_api_reference_signatures():
     import bpt.export
     import bpt.inference
     import bpt.plotting
+    import bpt.precompile
     import bpt.toys
 
     text = (EXAMPLES.parent / "docs" / "api.md").read_text(encoding="utf-8")
@@ -150,7 +151,7 @@ def test_api_reference_signatures():
     with_methods = {"BoostedInformationTree", "BoostedParametricTree", "ToyPhysics",
                     "AdditiveModel", "BinnedChannel", "Combination"}
     for mod in (bpt, bpt.datasets, bpt.toys, bpt.diagnostics, bpt.plotting, bpt.inference,
-                bpt.export):
+                bpt.export, bpt.precompile):
         for name in mod.__all__:
             obj = getattr(mod, name)
             full = f"{mod.__name__}.{name}"

@@ -158,6 +158,106 @@ def test_no_writable_cache_location(tmp_path):
     assert res.stdout.strip().endswith("OK")
 
 
+# run first in the read-only processes below: every write below the cache directory
+# fails, as on a read-only file system (root may write into read-only directories, so
+# the permission bits cannot stand for one), and so does numba's probe for a writable
+# cache directory
+_READ_ONLY = """
+import builtins, os, tempfile
+ROOT_RO = os.path.realpath(os.environ["BPT_TEST_READ_ONLY"])
+def _below(path):
+    return os.path.realpath(str(path)).startswith(ROOT_RO)
+_open, _tmp = builtins.open, tempfile.TemporaryFile
+def _ro_open(file, mode="r", *a, **k):
+    if any(c in mode for c in "wax+") and _below(file):
+        raise PermissionError(13, "Read-only file system", str(file))
+    return _open(file, mode, *a, **k)
+def _ro_tmp(*a, dir=None, **k):
+    if dir is not None and _below(dir):
+        raise PermissionError(13, "Read-only file system", str(dir))
+    return _tmp(*a, dir=dir, **k)
+builtins.open, tempfile.TemporaryFile = _ro_open, _ro_tmp
+"""
+
+_PREBUILT_FIT = """
+import os, warnings
+import numpy as np
+import bpt
+assert bpt.__file__.startswith(os.environ["PYTHONPATH"]), bpt.__file__
+rng = np.random.default_rng(0)
+X = rng.normal(size=(3000, 2)); c0 = rng.uniform(0.5, 1.5, 3000)
+y = np.column_stack([c0, c0 * np.tanh(X[:, 0])])
+with warnings.catch_warnings(record=True) as rec:
+    warnings.simplefilter("always")
+    est = bpt.BoostedInformationTree(n_parameters=1, order=1, n_estimators=3,
+                                     max_depth=2).fit(X.astype(DTYPE), y)
+    pred = est.predict(X.astype(DTYPE))
+from bpt.precompile import kernels
+compiled = sum(sum(d.stats.cache_misses.values()) for d in kernels().values())
+print(repr(pred[:5, 0].tolist()), compiled,
+      sum("numba cache" in str(r.message) for r in rec), flush=True)
+"""
+
+
+def test_prebuilt_cache_is_used_where_it_is_read_only(tmp_path):
+    """A cache built beforehand (here by a fit; ``python -m bpt.precompile`` in practice)
+    in NUMBA_CACHE_DIR, which is read-only afterwards, with no other writable cache
+    location (the package directory and the user cache directory unusable, as on
+    CVMFS or in a container image): the kernels load from it (nothing is compiled, the
+    same predictions, no warning); a kernel it lacks (float32 features) is compiled in
+    the process and not saved, with one warning, and the fit works."""
+    pkg = tmp_path / "site"
+    shutil.copytree(os.path.join(ROOT, "bpt"), pkg / "bpt",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for dirpath, _, files in os.walk(pkg / "bpt"):
+        if any(f.endswith(".py") for f in files):
+            (open(os.path.join(dirpath, "__pycache__"), "w")).close()
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, so nothing can be created below it")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    env = {"PYTHONPATH": str(pkg), "NUMBA_CACHE_DIR": str(cache),
+           "HOME": str(blocker / "home"), "XDG_CACHE_HOME": str(blocker / "cache"),
+           "PYTHONDONTWRITEBYTECODE": "1", "BPT_TEST_READ_ONLY": str(cache)}
+
+    def run(code):
+        full = dict(os.environ, **env)
+        full.pop("NUMBA_THREADING_LAYER", None)
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=full, cwd=str(tmp_path), timeout=TIMEOUT * 2, check=False)
+        assert res.returncode == 0, res.stderr[-4000:]
+        return res.stdout.split("\n")[-2].rsplit(" ", 2)
+
+    built, n_built, warned = run(_PREBUILT_FIT.replace("DTYPE", "np.float64"))
+    assert int(n_built) > 5 and warned == "0"            # compiled, and saved: writable
+    assert any(f.endswith(".nbi") for _, _, fs in os.walk(cache) for f in fs)
+    loaded, n_loaded, warned = run(_READ_ONLY + _PREBUILT_FIT.replace("DTYPE", "np.float64"))
+    assert loaded == built
+    assert (n_loaded, warned) == ("0", "0")
+    before = sorted(os.path.join(d, f) for d, _, fs in os.walk(cache) for f in fs)
+    _, n_new, warned = run(_READ_ONLY + _PREBUILT_FIT.replace("DTYPE", "np.float32"))
+    assert int(n_new) > 0 and warned == "1"
+    assert sorted(os.path.join(d, f) for d, _, fs in os.walk(cache) for f in fs) == before
+
+
+def test_precompile_fills_the_cache():
+    """``python -m bpt.precompile`` (in process: the suite's cache is mostly warm) fits
+    every variant and reports the kernels and where they are cached."""
+    from bpt.precompile import kernels, precompile
+    n, hits, compiled, paths = precompile(verbose=False)
+    assert n >= 40 and paths
+    # every variant reached its own kernels (a signature each, loaded or compiled)
+    ready = {name for name, d in kernels().items() if d.signatures}
+    for name in ("_engine._grower.grow_tree", "_engine._splitting.find_split_exact",
+                 "_engine._loss.add_leaf_log_ratio", "_engine._linear.add_linear_log_ratio",
+                 "_engine._predictor._predict_linear", "_engine._binning._map_to_bins",
+                 "_engine._contributions._contributions"):
+        assert "bpt." + name in ready, (name, sorted(ready))
+    assert any(name.startswith("bpt.inference.") for name in ready), sorted(ready)
+    grow = kernels()["bpt._engine._grower.grow_tree"]
+    assert len(grow.signatures) >= 4        # BIT / BPT, with and without best-first growth
+
+
 def test_cached_kernel_follows_a_change_in_another_file(tmp_path):
     """numba checks a cached kernel against its own file only; a kernel's machine code also
     holds the kernels it calls from other files.  In a copy of the package, a cached

@@ -313,6 +313,7 @@ def _install_cache_fallback():
             original(self)
             if _is_ours(self.py_func):
                 _stamp_with_package(self)
+                _skip_failed_saves(self)
         except RuntimeError as exc:
             if not _is_ours(self.py_func) or "no locator" not in str(exc):
                 raise
@@ -330,5 +331,136 @@ def _install_cache_fallback():
     Dispatcher.enable_caching = enable_caching
 
 
+# ------------------------------------------------------------------ prebuilt caches
+_magic = []
+
+
+def _this_machine():
+    """numba's description of the code it generates here (target triple, CPU name and
+    features): the part of a cache entry's key that differs between machines; None if
+    numba's internals moved."""
+    if not _magic:
+        try:
+            from numba.core.registry import cpu_target
+            _magic.append(cpu_target.target_context.codegen().magic_tuple())
+        except Exception:                         # pragma: no cover - numba layout changed
+            _magic.append(None)
+    return _magic[0]
+
+
+def _index_name(py_func, py_file):
+    """File name of numba's cache index of ``py_func`` (as numba's ``CacheImpl`` names
+    it)."""
+    modname = os.path.splitext(os.path.basename(py_file))[0]
+    qualname = getattr(py_func, "__qualname__", py_func.__name__)
+    fullname = f"{modname}.{qualname}".replace("<", "").replace(">", "")
+    return (f"{fullname}-{py_func.__code__.co_firstlineno}.py{sys.version_info[0]}"
+            f"{sys.version_info[1]}{getattr(sys, 'abiflags', '')}.nbi")
+
+
+def _prebuilt_entries(path):
+    """True if the cache index ``path`` was written by this numba for this version of
+    bpt's source and holds a kernel compiled for this machine."""
+    import pickle
+    try:
+        with open(path, "rb") as f:
+            version = pickle.load(f)
+            data = f.read()
+        if version != numba.__version__:
+            return False
+        stamp, overloads = pickle.loads(data)
+    except Exception:
+        return False
+    if not (isinstance(stamp, tuple) and len(stamp) == 3 and stamp[0] == "bpt"
+            and stamp[2] == package_source_stamp()):
+        return False
+    machine = _this_machine()
+    return machine is not None and any(
+        isinstance(key, tuple) and len(key) > 1 and key[1] == machine for key in overloads)
+
+
+def _prebuilt_locator_class():
+    """A numba cache locator for bpt's kernels whose cache was built beforehand
+    (``python -m bpt.precompile``) in the package directory or in ``NUMBA_CACHE_DIR``,
+    which are read-only now (CVMFS, container images): numba's own locators accept
+    only writable directories, so without it every process compiles everything again.
+    It is consulted after numba's locators for those two places (a writable one is
+    used as before) and before the user cache directory, and only where the index
+    holds a kernel of the current source compiled for this machine.  Kernels missing
+    there are compiled in the process and not saved (:func:`_skip_failed_saves`)."""
+    try:
+        from numba.core import caching
+        base = caching.InTreeCacheLocator
+    except (ImportError, AttributeError):       # pragma: no cover - numba layout changed
+        return None
+
+    class PrebuiltCacheLocator(base):
+        def __init__(self, py_func, py_file, path):
+            super().__init__(py_func, py_file)
+            self._cache_path = path
+
+        def ensure_cache_path(self):
+            """Nothing is created here: the directory exists and may be read-only."""
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not _is_ours(py_func) or not os.path.isfile(py_file):
+                return None
+            places = [os.path.join(os.path.dirname(py_file), "__pycache__")]
+            if numba.config.CACHE_DIR:
+                places.insert(0, os.path.join(numba.config.CACHE_DIR,
+                                              base.get_suitable_cache_subpath(py_file)))
+            name = _index_name(py_func, py_file)
+            for path in places:
+                if _prebuilt_entries(os.path.join(path, name)):
+                    return cls(py_func, py_file, path)
+            return None
+
+    return PrebuiltCacheLocator
+
+
+def _install_prebuilt_locator():
+    try:
+        from numba.core import caching
+        classes = caching.CacheImpl._locator_classes
+        at = classes.index(caching.InTreeCacheLocator) + 1
+    except (ImportError, AttributeError, ValueError):   # pragma: no cover
+        return
+    if any(getattr(c, "_bpt_prebuilt", False) for c in classes):
+        return
+    locator = _prebuilt_locator_class()
+    if locator is not None:
+        locator._bpt_prebuilt = True
+        classes.insert(at, locator)
+
+
+def _skip_failed_saves(dispatcher):
+    """A kernel whose cache location is read-only (a prebuilt cache without this
+    kernel or signature) is compiled in the process and not saved, with one warning,
+    instead of failing the fit on the write."""
+    cache = getattr(dispatcher, "_cache", None)
+    locator = getattr(getattr(cache, "_impl", None), "locator", None)
+    if not getattr(type(locator), "_bpt_prebuilt", False):
+        return
+    save = cache.save_overload
+
+    def save_overload(sig, data):
+        try:
+            save(sig, data)
+        except OSError:
+            _cache_state["unsaved"] = _cache_state.get("unsaved", 0) + 1
+            if not _cache_state.get("warned_unsaved"):
+                _cache_state["warned_unsaved"] = True
+                warnings.warn(
+                    f"bpt: the prebuilt numba cache in {locator.get_cache_path()} is "
+                    f"read-only and has no {dispatcher.py_func.__name__} for these argument "
+                    "types; it was compiled for this process only. Run `python -m "
+                    "bpt.precompile` where the cache is writable, or set NUMBA_CACHE_DIR "
+                    "to a writable directory.", RuntimeWarning, stacklevel=2)
+
+    cache.save_overload = save_overload
+
+
 _select_layer()
+_install_prebuilt_locator()
 _install_cache_fallback()
