@@ -114,12 +114,11 @@ def test_user_choice_of_omp_is_respected_and_fork_gives_a_clear_error():
     assert res.stdout.strip().endswith("OK")
 
 
-def test_no_writable_cache_location(tmp_path):
-    """Package directory, NUMBA_CACHE_DIR and the user cache directory all unusable (as on
-    a read-only CVMFS installation): import and fit work, with one warning.
-
-    Paths below a regular file stand for read-only directories (this also holds when the
-    tests run as root, who may write into read-only directories)."""
+def _package_without_cache_dirs(tmp_path):
+    """A copy of the package in tmp_path/site whose ``__pycache__`` directories are regular
+    files (no in-tree numba cache possible), and a regular file tmp_path/blocker: paths
+    below a file stand for read-only directories (also when the tests run as root, who
+    may write into read-only directories)."""
     pkg = tmp_path / "site"
     shutil.copytree(os.path.join(ROOT, "bpt"), pkg / "bpt",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -128,6 +127,16 @@ def test_no_writable_cache_location(tmp_path):
             (open(os.path.join(dirpath, "__pycache__"), "w")).close()
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, so nothing can be created below it")
+    return pkg, blocker
+
+
+def test_no_writable_cache_location(tmp_path):
+    """Package directory, NUMBA_CACHE_DIR and the user cache directory all unusable (as on
+    a read-only CVMFS installation): import and fit work, with one warning.
+
+    Paths below a regular file stand for read-only directories (this also holds when the
+    tests run as root, who may write into read-only directories)."""
+    pkg, blocker = _package_without_cache_dirs(tmp_path)
     code = textwrap.dedent("""
         import warnings
         import numpy as np
@@ -206,14 +215,7 @@ def test_prebuilt_cache_is_used_where_it_is_read_only(tmp_path):
     CVMFS or in a container image): the kernels load from it (nothing is compiled, the
     same predictions, no warning); a kernel it lacks (float32 features) is compiled in
     the process and not saved, with one warning, and the fit works."""
-    pkg = tmp_path / "site"
-    shutil.copytree(os.path.join(ROOT, "bpt"), pkg / "bpt",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    for dirpath, _, files in os.walk(pkg / "bpt"):
-        if any(f.endswith(".py") for f in files):
-            (open(os.path.join(dirpath, "__pycache__"), "w")).close()
-    blocker = tmp_path / "blocker"
-    blocker.write_text("a file, so nothing can be created below it")
+    pkg, blocker = _package_without_cache_dirs(tmp_path)
     cache = tmp_path / "cache"
     cache.mkdir()
     env = {"PYTHONPATH": str(pkg), "NUMBA_CACHE_DIR": str(cache),
