@@ -8,7 +8,8 @@ directory's bench_bit / bench_bpt, the same as bench_engine.py.)  cProfile does 
 inside numba, so the Python-level entry points of each stage are wrapped with timers:
 binning (``BinMapper.fit_transform``), the compiled grower (``grow_tree``), the rest of
 ``TreeGrower.grow``, the boosting update, the per-tree training loss (``end_tree``; for
-the BPT ``bpt_model_loss``) and ``TreeEnsemble.add``.  Prints the best of ``--repeat``
+the BPT ``bpt_model_loss``), the BPT's linear leaves (``finish_leaves``, with
+``--linear``) and ``TreeEnsemble.add``.  Prints the best of ``--repeat``
 whole fits (after a warm-up fit on a few rows) with the stage times of that fit.
 
 Cases: ``bit`` 700k x 10, 1 parameter linear; ``bpt`` 7 x 100k x 10, 1 nuisance
@@ -49,6 +50,9 @@ def main():
     ap.add_argument("case", choices=("bit", "bpt"))
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--n-jobs", type=int, default=1, help="threads of the fit (default 1)")
+    ap.add_argument("--linear", type=float, default=0.0,
+                    help="BPT linear_leaves (default 0: constant leaves, the engine alone; "
+                         "0.5 is the estimator's default)")
     args = ap.parse_args()
     _wrap(_base.BinMapper, "fit_transform", "binning")
     _wrap(_grower.TreeGrower, "grow", "grow")
@@ -56,6 +60,7 @@ def main():
     for cls in (_loss.BITLoss, _loss.BPTLoss):
         _wrap(cls, "update", "update")
         _wrap(cls, "end_tree", "end_tree")
+    _wrap(_loss.BPTLoss, "finish_leaves", "linear leaves")
     _wrap(_base.TreeEnsemble, "add", "ensemble.add")
     if args.case == "bit":
         X, y = data_a(700_000, 10)
@@ -70,7 +75,7 @@ def main():
         Xb, nu = data_bpt(100_000)
         est = bpt.BoostedParametricTree(n_nuisances=1, order=2, n_estimators=20, max_depth=4,
                                         min_samples_leaf=50, max_bins=255, n_jobs=args.n_jobs, **NO_ES,
-                                        linear_leaves=0.0)      # the engine alone
+                                        linear_leaves=args.linear)
         est.fit(Xb[::50], nu[::50])
 
         def fit():

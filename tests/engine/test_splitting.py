@@ -94,8 +94,10 @@ def test_bit_split_equals_brute_force(lam, nan_share):
 
 @pytest.mark.parametrize("lam", [0.0, 0.05])
 @pytest.mark.parametrize("nan_share", [0.0, 0.15])
-def test_bpt_split_equals_brute_force(lam, nan_share):
-    n, F, B = 4_000, 2, 5
+@pytest.mark.parametrize("B", [5, 37])
+def test_bpt_split_equals_brute_force(lam, nan_share, B):
+    # B = 37: the BPT scan works in blocks of SCAN_BLOCK = 16 bins (two full, one partial)
+    n, F = 4_000, 2
     rng, Xb, nb, mcode = _binned(11, n, F, B, nan_share)
     V = np.array([[1.0, 1.0], [-1.0, 1.0], [2.0, 4.0]])       # 3 base points, 2 terms
     cls = rng.integers(0, 4, size=n).astype(np.int64)
@@ -118,3 +120,7 @@ def test_bpt_split_equals_brute_force(lam, nan_share):
     bf = brute_force(Xb, stats_of, lambda s: bpt_score(s, V, lam, 5), nb, mcode)
     assert (f, b, bool(ml)) == bf[:3]
     assert gain == pytest.approx(bf[3], rel=1e-8)
+    go_left = (Xb[f] <= b) & (Xb[f] != mcode)
+    if ml:
+        go_left |= Xb[f] == mcode
+    np.testing.assert_allclose(left, stats_of(go_left), rtol=1e-12)

@@ -1,0 +1,151 @@
+"""Logarithm and softplus over arrays in loops that LLVM can vectorise.
+
+numba calls the C library's ``log``, ``exp`` and ``log1p`` one value at a time (5-8 ns
+each here, no SIMD unless Intel's SVML is installed).  The BPT split search spends most
+of its time in them: 7 logarithms and 6 softplus terms per child and candidate.  The
+functions below use only arithmetic, bit casts and selects in one loop over contiguous
+arrays, so that LLVM turns each loop into SIMD code (4 doubles per AVX2 instruction).
+
+Accuracy (tests/engine/test_vmath.py, against ``np.log`` / ``np.logaddexp``): a few units
+in the last place; the split gains they enter agree with the C library's to ~1e-15
+relative.  Domains: ``log_into`` for finite positive normal numbers (the positive weight
+sums of a valid node; anything else gives a meaningless value, which the caller must not
+use); ``softplus_into`` for any finite number (|x| > 700 is clamped inside the
+exponential, an absolute error below 1e-304).
+
+How: log(x) = e ln 2 + log(m) with x = 2^e m, m in [sqrt(2)/2, sqrt(2)), and
+log(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, from its Taylor series
+sum_j s^(2j+1) / (2j+1) to j = 11 (the next term is below 2^-56 of the sum).
+exp(r) for |r| <= ln(2)/2 from its Taylor series to r^13 / 13!; 2^k built from its bits.
+softplus(x) = max(x, 0) + log1p(exp(-|x|)), log1p(y) = log(u) + (y - (u - 1)) / u with
+u = 1 + y rounded (the correction restores the digits lost in rounding u).
+"""
+
+from __future__ import annotations
+
+from numba import njit, types
+from numba.extending import intrinsic
+
+__all__ = ["log_into", "softplus_into"]
+
+_LN2_HI = 0.693145751953125                   # ln 2 to 16 bits: e * _LN2_HI is exact
+_LN2_LO = 1.4286068203094172321e-06           # ln 2 - _LN2_HI
+_INV_LN2 = 1.4426950408889634074
+_SQRT2 = 1.4142135623730950488
+_MANTISSA = 0x000FFFFFFFFFFFFF
+_ONE_BITS = 0x3FF0000000000000                # bits of 1.0
+_TWO52_BITS = 0x4330000000000000              # bits of 2^52: | e gives 2^52 + e (e < 2^52)
+_TWO52_BIAS = 4503599627371519.0              # 2^52 + 1023
+_ROUND = 6755399441055744.0                   # 1.5 * 2^52: x + _ROUND rounds x to an integer
+_EXP_CLAMP = 700.0
+
+# error_model="numpy": no zero-division check per division (the check blocks SIMD)
+_INTERNAL = dict(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True,
+                 error_model="numpy")
+
+
+@intrinsic
+def _bits(typingctx, x):
+    """The bits of a float64 as an int64 (an LLVM bitcast: free, also in SIMD code)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _from_bits(typingctx, i):
+    """The float64 with the bits of an int64."""
+    if i != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    return types.float64(types.int64), codegen
+
+
+@njit(cache=True, inline="always")
+def _log_m(m):
+    """log(m) for m in [sqrt(2)/2, sqrt(2)): 2 atanh((m - 1) / (m + 1))."""
+    s = (m - 1.0) / (m + 1.0)
+    z = s * s
+    # sum_{j=0..11} z^j / (2j + 1), Horner from the highest term
+    p = 1.0 / 23.0
+    p = p * z + 1.0 / 21.0
+    p = p * z + 1.0 / 19.0
+    p = p * z + 1.0 / 17.0
+    p = p * z + 1.0 / 15.0
+    p = p * z + 1.0 / 13.0
+    p = p * z + 1.0 / 11.0
+    p = p * z + 1.0 / 9.0
+    p = p * z + 1.0 / 7.0
+    p = p * z + 1.0 / 5.0
+    p = p * z + 1.0 / 3.0
+    return 2.0 * s + 2.0 * s * (z * p)
+
+
+@njit(cache=True, inline="always")
+def _log(x):
+    """log(x) for a finite positive normal x."""
+    ib = _bits(x)
+    m = _from_bits((ib & _MANTISSA) | _ONE_BITS)           # in [1, 2)
+    e = _from_bits(_TWO52_BITS | (ib >> 52)) - _TWO52_BIAS  # the exponent, as a double
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    e = e + 1.0 if big else e
+    return e * _LN2_HI + (_log_m(m) + e * _LN2_LO)
+
+
+@njit(cache=True, inline="always")
+def _exp_poly(r):
+    """exp(r) for |r| <= ln(2)/2: Taylor series to r^13 / 13!."""
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    return p * r + 1.0
+
+
+@njit(**_INTERNAL)
+def log_into(x, out, n):
+    """out[:n] = log(x[:n]) (finite positive normal x; see the module docstring)."""
+    for i in range(n):
+        out[i] = _log(x[i])
+
+
+@njit(**_INTERNAL)
+def softplus_into(x, out, n):
+    """out[:n] = log(1 + exp(x[:n])) (finite x; see the module docstring).  Two loops,
+    exp(-|x|) into ``out`` then log1p: 4.9 ns per value here against 7.3 ns in one loop
+    (and 14-18 ns with the C library's exp and log1p)."""
+    for i in range(n):
+        # exp(-|x|) = 2^k exp(r), k = round(-|x| / ln 2), |r| <= ln(2)/2
+        a = -abs(x[i])
+        a = a if a > -_EXP_CLAMP else -_EXP_CLAMP
+        t = a * _INV_LN2 + _ROUND
+        k = t - _ROUND
+        r = (a - k * _LN2_HI) - k * _LN2_LO
+        # t's low bits hold 2^51 + k: shifted by 52, only (k + 1023) mod 2^12 stays,
+        # which is k + 1023 itself for k in [-1010, 0]: the bits of 2^k
+        out[i] = _exp_poly(r) * _from_bits((_bits(t) + 1023) << 52)
+    for i in range(n):
+        # log1p(y) = log(u) + (y - (u - 1)) / u, u = 1 + y in (1, 2]
+        y = out[i]
+        u = 1.0 + y
+        big = u > _SQRT2
+        m = u * 0.5 if big else u
+        e = 1.0 if big else 0.0
+        lg = e * _LN2_HI + (_log_m(m) + e * _LN2_LO)
+        xi = x[i]
+        out[i] = (xi if xi > 0.0 else 0.0) + (lg + (y - (u - 1.0)) / u)
