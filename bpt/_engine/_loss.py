@@ -21,6 +21,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ._vmath import exp_into, log1p_into
+
 KIND_BIT = 0
 KIND_BPT = 1
 
@@ -413,6 +415,71 @@ _LOSS_CHUNK = 1 << 14
 
 
 @njit(**_INTERNAL)
+def _model_loss_chunk_direct(w, cls, g_nom, g_own, nom_index, w_current, i0, i1):
+    """Rows i0..i1-1 of :func:`bpt_model_loss` without carried exponentials, summed in
+    row order: every exponential, then every logarithm of the chunk first, each in one
+    SIMD loop (bpt/_engine/_vmath.py; one call each: every call site is compiled
+    again), then the sum.  Nominal row: sum_m softplus(g_m) = sum_m max(g_m, 0) +
+    log(prod_m (1 + e_m)), e_m = exp(-|g_m|) (one logarithm per event); other row:
+    softplus(-g) = max(-g, 0) + log1p(exp(-|g|)) and the boosting weight w exp(-g)
+    (inf beyond g < -709)."""
+    n = g_nom.shape[1]
+    m = i1 - i0
+    write = w_current.shape[0] > 0
+    # the chunk's nominal rows hold consecutive nominal indices j0..j1-1
+    j0 = -1
+    j1 = -1
+    for i in range(i0, i1):
+        if cls[i] == 0:
+            if j0 < 0:
+                j0 = nom_index[i]
+            j1 = nom_index[i] + 1
+    nj = j1 - j0 if j0 >= 0 else 0
+    # exponents: -|g| per row, -g per row (the weights), -|g_m| per nominal row and m
+    a = np.empty(2 * m + nj * n)
+    for ii in range(m):
+        g = g_own[i0 + ii]
+        a[ii] = -abs(g)
+        a[m + ii] = -g
+    for r in range(nj):
+        for mm in range(n):
+            a[2 * m + r * n + mm] = -abs(g_nom[j0 + r, mm])
+    e = np.empty(2 * m + nj * n)
+    exp_into(a, e, 2 * m + nj * n)
+    # log1p arguments: exp(-|g|) per row, then q = prod_m (1 + e_m) - 1 per nominal row
+    # (accumulated as q += e_m (1 + q): positive terms)
+    y = a                                   # reused: its values are no longer needed
+    for ii in range(m):
+        y[ii] = e[ii]
+    s = np.empty(nj)
+    for r in range(nj):
+        sr = 0.0
+        qr = 0.0
+        for mm in range(n):
+            g = g_nom[j0 + r, mm]
+            sr += 0.5 * (g + abs(g))
+            qr += e[2 * m + r * n + mm] * (1.0 + qr)
+        s[r] = sr
+        y[m + r] = qr
+    lg = np.empty(m + nj)
+    log1p_into(y, lg, m + nj)
+    acc = 0.0
+    for i in range(i0, i1):
+        ii = i - i0
+        if cls[i] == 0:
+            r = nom_index[i] - j0
+            acc += w[i] * (s[r] + lg[m + r])
+            if write:
+                w_current[i] = w[i]
+        else:
+            g = g_own[i]
+            acc += w[i] * (lg[ii] + 0.5 * (abs(g) - g))
+            if write:
+                w_current[i] = w[i] * e[m + ii]
+    return acc
+
+
+@njit(**_INTERNAL)
 def _model_loss_chunk(w, cls, g_nom, g_own, e_nom, e_own, nom_index, w_current, i0, i1):
     """Rows i0..i1-1 of :func:`bpt_model_loss`, summed in row order."""
     n = g_nom.shape[1]
@@ -470,7 +537,6 @@ def _model_loss_chunk(w, cls, g_nom, g_own, e_nom, e_own, nom_index, w_current, 
     return acc
 
 
-@njit(parallel=True, cache=True)
 def bpt_model_loss(w, cls, g_nom, g_own, e_nom, e_own, nom_index, w_current):
     """Cross entropy of the model on weighted events; refreshes w_current if given.
 
@@ -478,8 +544,18 @@ def bpt_model_loss(w, cls, g_nom, g_own, e_nom, e_own, nom_index, w_current):
     and sets w_current[i] = w_i exp(-g_k_i(x_i)) for non-nominal events (the boosting
     weights; nominal weights are unchanged).  ``e_nom`` / ``e_own``: the carried
     exp(g_nom) / exp(-g_own) of :func:`add_leaf_log_ratio`, or empty (NO_EXPONENTIALS:
-    computed here).  Deterministic: the same sum on any number of threads.
+    computed here, in SIMD loops).  Deterministic: the same sum on any number of threads.
+    Two parallel kernels, one per form: a fit with linear leaves (the default) compiles
+    only the direct one.
     """
+    if e_own.shape[0] > 0:
+        return _model_loss_carried(w, cls, g_nom, g_own, e_nom, e_own, nom_index, w_current)
+    return _model_loss_direct(w, cls, g_nom, g_own, nom_index, w_current)
+
+
+@njit(parallel=True, cache=True)
+def _model_loss_carried(w, cls, g_nom, g_own, e_nom, e_own, nom_index, w_current):
+    """:func:`bpt_model_loss` with carried exponentials."""
     N = w.shape[0]
     n_chunks = (N + _LOSS_CHUNK - 1) // _LOSS_CHUNK
     partial = np.empty(n_chunks)      # not np.zeros: a parallel loop of its own
@@ -487,6 +563,22 @@ def bpt_model_loss(w, cls, g_nom, g_own, e_nom, e_own, nom_index, w_current):
         i1 = (c + 1) * _LOSS_CHUNK
         partial[c] = _model_loss_chunk(w, cls, g_nom, g_own, e_nom, e_own, nom_index,
                                        w_current, c * _LOSS_CHUNK, i1 if i1 < N else N)
+    loss = 0.0
+    for c in range(n_chunks):
+        loss += partial[c]
+    return loss
+
+
+@njit(parallel=True, cache=True)
+def _model_loss_direct(w, cls, g_nom, g_own, nom_index, w_current):
+    """:func:`bpt_model_loss` without carried exponentials."""
+    N = w.shape[0]
+    n_chunks = (N + _LOSS_CHUNK - 1) // _LOSS_CHUNK
+    partial = np.empty(n_chunks)
+    for c in prange(n_chunks):
+        i1 = (c + 1) * _LOSS_CHUNK
+        partial[c] = _model_loss_chunk_direct(w, cls, g_nom, g_own, nom_index, w_current,
+                                              c * _LOSS_CHUNK, i1 if i1 < N else N)
     loss = 0.0
     for c in range(n_chunks):
         loss += partial[c]
