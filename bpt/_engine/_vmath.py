@@ -23,6 +23,8 @@ the digits lost in rounding u).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
@@ -46,46 +48,43 @@ _INTERNAL = dict(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True,
                  error_model="numpy")
 
 
-@intrinsic
-def _bits(typingctx, x):
-    """The bits of a float64 as an int64 (an LLVM bitcast: free, also in SIMD code)."""
-    if x != types.float64:
-        return None
+def _bitcast(src, dst):
+    """An intrinsic reinterpreting the bits of a ``src`` value as ``dst`` (an LLVM
+    bitcast: free, also in SIMD code)."""
+    @intrinsic
+    def cast(typingctx, x):
+        if x != src:
+            return None
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int64))
-    return types.int64(types.float64), codegen
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(dst))
+        return dst(src), codegen
+    return cast
 
 
-@intrinsic
-def _from_bits(typingctx, i):
-    """The float64 with the bits of an int64."""
-    if i != types.int64:
-        return None
+_bits = _bitcast(types.float64, types.int64)          # the bits of a float64
+_from_bits = _bitcast(types.int64, types.float64)     # the float64 with these bits
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-    return types.float64(types.int64), codegen
+
+# Taylor coefficients, the highest power first (for _horner)
+_ATANH_SERIES = tuple(1.0 / (2 * j + 1) for j in range(11, -1, -1))   # sum z^j / (2j + 1)
+_EXP_SERIES = tuple(1.0 / math.factorial(j) for j in range(13, -1, -1))  # sum r^j / j!
+
+
+@njit(cache=True, inline="always")
+def _horner(x, coefs):
+    """sum_j coefs[j] x^(len - 1 - j), by Horner's rule (the highest power first)."""
+    p = 0.0
+    for c in coefs:
+        p = p * x + c
+    return p
 
 
 @njit(cache=True, inline="always")
 def _log_m(m):
-    """log(m) for m in [sqrt(2)/2, sqrt(2)): 2 atanh((m - 1) / (m + 1))."""
+    """log(m) for m in [sqrt(2)/2, sqrt(2)): 2 atanh(s), s = (m - 1) / (m + 1)."""
     s = (m - 1.0) / (m + 1.0)
-    z = s * s
-    # sum_{j=0..11} z^j / (2j + 1), Horner from the highest term
-    p = 1.0 / 23.0
-    p = p * z + 1.0 / 21.0
-    p = p * z + 1.0 / 19.0
-    p = p * z + 1.0 / 17.0
-    p = p * z + 1.0 / 15.0
-    p = p * z + 1.0 / 13.0
-    p = p * z + 1.0 / 11.0
-    p = p * z + 1.0 / 9.0
-    p = p * z + 1.0 / 7.0
-    p = p * z + 1.0 / 5.0
-    p = p * z + 1.0 / 3.0
-    return 2.0 * s + 2.0 * s * (z * p)
+    return 2.0 * s * _horner(s * s, _ATANH_SERIES)
 
 
 @njit(cache=True, inline="always")
@@ -98,25 +97,6 @@ def _log(x):
     m = m * 0.5 if big else m
     e = e + 1.0 if big else e
     return e * _LN2_HI + (_log_m(m) + e * _LN2_LO)
-
-
-@njit(cache=True, inline="always")
-def _exp_poly(r):
-    """exp(r) for |r| <= ln(2)/2: Taylor series to r^13 / 13!."""
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    return p * r + 1.0
 
 
 @njit(**_INTERNAL)
@@ -141,5 +121,5 @@ def exp_into(x, out, n):
         k = t - _ROUND                                      # round(a / ln 2), <= 1024
         r = (a - k * _LN2_HI) - k * _LN2_LO
         # 2^(k - 1) from t's low bits (2^51 + k; k - 1 + 1023 in [2, 2046]), times 2
-        y = _exp_poly(r) * _from_bits((_bits(t) + 1022) << 52) * 2.0
+        y = _horner(r, _EXP_SERIES) * _from_bits((_bits(t) + 1022) << 52) * 2.0
         out[i] = y if xi <= _EXP_OVERFLOW else np.inf
