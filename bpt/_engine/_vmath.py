@@ -9,7 +9,8 @@ turns each loop into SIMD code (4 doubles per AVX2 instruction); they are compil
 with ``error_model="numpy"``, as numba's default zero-division check on every division
 keeps LLVM from vectorising the loop.
 
-Accuracy (tests/engine/test_vmath.py, against numpy): a few units in the last place.
+Accuracy (tests/engine/test_vmath.py, against extended precision): exp within 1.2 units
+in the last place, log1p within 3.4 (the C library's: about 0.5 and 0.8).
 Domains: ``log1p_into`` for finite y >= 0; ``exp_into`` for finite x (inf beyond
 overflow, exp(-707) below -707).
 
