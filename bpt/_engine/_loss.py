@@ -481,27 +481,26 @@ def _model_loss_chunk_direct(w, cls, g_nom, g_own, nom_index, w_current, i0, i1)
 
 @njit(**_INTERNAL)
 def _model_loss_chunk(w, cls, g_nom, g_own, e_nom, e_own, nom_index, w_current, i0, i1):
-    """Rows i0..i1-1 of :func:`bpt_model_loss`, summed in row order."""
+    """Rows i0..i1-1 of :func:`bpt_model_loss` with carried exponentials, summed in row
+    order; a value whose carried exponential overflowed falls back to the direct form."""
     n = g_nom.shape[1]
     write = w_current.shape[0] > 0
-    carried = e_own.shape[0] > 0
     acc = 0.0
     for i in range(i0, i1):
         k = cls[i]
         if k == 0:
             j = nom_index[i]
-            if carried:
-                # sum_m softplus(g_m) = log(prod_m (1 + E_m)), E_m = exp(g_m) carried:
-                # q = prod - 1 accumulated as q += E (1 + q) (positive terms: a few ulp
-                # relative), one logarithm; the form below if it overflows
-                q = 0.0
-                for m in range(n):
-                    q += e_nom[j, m] * (1.0 + q)
-                if q < math.inf:
-                    acc += w[i] * math.log1p(q)
-                    if write:
-                        w_current[i] = w[i]
-                    continue
+            # sum_m softplus(g_m) = log(prod_m (1 + E_m)), E_m = exp(g_m) carried:
+            # q = prod - 1 accumulated as q += E (1 + q) (positive terms: a few ulp
+            # relative), one logarithm; the form below if it overflows
+            q = 0.0
+            for m in range(n):
+                q += e_nom[j, m] * (1.0 + q)
+            if q < math.inf:
+                acc += w[i] * math.log1p(q)
+                if write:
+                    w_current[i] = w[i]
+                continue
             # sum_m softplus(g_m) = sum_m max(g_m, 0) + log(prod_m (1 + e_m)) with
             # e_m = exp(-|g_m|) <= 1: one logarithm per event instead of one per base
             # point (q < 2^n: no overflow)
@@ -516,15 +515,14 @@ def _model_loss_chunk(w, cls, g_nom, g_own, e_nom, e_own, nom_index, w_current, 
             if write:
                 w_current[i] = w[i]
         else:
-            if carried:
-                # softplus(-g) = log1p(exp(-g)) with exp(-g) carried; the boosting weight
-                # w exp(-g) without an exponential
-                e = e_own[i]
-                if e < math.inf:
-                    acc += w[i] * math.log1p(e)
-                    if write:
-                        w_current[i] = w[i] * e
-                    continue
+            # softplus(-g) = log1p(exp(-g)) with exp(-g) carried; the boosting weight
+            # w exp(-g) without an exponential
+            e = e_own[i]
+            if e < math.inf:
+                acc += w[i] * math.log1p(e)
+                if write:
+                    w_current[i] = w[i] * e
+                continue
             # softplus(-g) = max(-g, 0) + log1p(e) with e = exp(-|g|), and the weight
             # w exp(-g) (inf beyond g < -709, as the carried form; not w / e, which
             # divides by zero beyond -745)
